@@ -53,6 +53,12 @@ export interface IngressListener extends ListenerBase {
   readonly mode: 'ingress';
   readonly endpoint: EndpointRef;
   readonly upstream: Upstream;
+  /**
+   * The destination port policy sees: the port the protected pod listens on (the
+   * `toPorts` port). Default: the upstream URL's port. Lets a demo or a test run the
+   * upstream on a high port while the policy keeps saying `port: "80"`.
+   */
+  readonly endpointPort?: number;
   readonly upstreamTLS?: UpstreamTLS;
   readonly tls?: ListenerTLS;
   /** Ordered; the first method that yields an identity wins. Default [sourceAddress]. */
