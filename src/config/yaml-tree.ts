@@ -1,0 +1,177 @@
+/**
+ * YAML (and JSON, which is YAML) into a small located tree: every map, list and
+ * scalar keeps the 1-based line/column where it starts, so each validator can
+ * point at the exact field. We walk the `yaml` library's AST rather than its
+ * `toJS()` output because plain JS values have lost their positions.
+ *
+ * Aliases are expanded (k8s tooling accepts them) with a budget, so an alias bomb
+ * ("billion laughs") becomes one error instead of an out-of-memory crash.
+ * `<<` merge keys are honoured as sigs.k8s.io/yaml does.
+ */
+import {
+  LineCounter,
+  parseAllDocuments,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  type Document,
+  type Node as YamlNode,
+} from 'yaml';
+
+export interface Loc {
+  readonly line: number;
+  readonly col: number;
+}
+
+export interface YScalar extends Loc {
+  readonly kind: 'scalar';
+  /** string | number | boolean | null as the YAML 1.2 core schema reads it. */
+  readonly value: unknown;
+}
+
+export interface YEntry {
+  readonly key: string;
+  readonly keyLoc: Loc;
+  readonly value: YNode;
+}
+
+export interface YMap extends Loc {
+  readonly kind: 'map';
+  readonly entries: readonly YEntry[];
+}
+
+export interface YSeq extends Loc {
+  readonly kind: 'seq';
+  readonly items: readonly YNode[];
+}
+
+export type YNode = YScalar | YMap | YSeq;
+
+/** A located problem found while reading YAML text. */
+export interface YamlProblem extends Loc {
+  readonly message: string;
+}
+
+export interface YamlDocument {
+  /** The document's root node; documents that are empty (`---` alone) are not returned. */
+  readonly root: YNode;
+  /** Syntax errors that made the document unusable are not here: such documents are dropped. */
+  readonly problems: readonly YamlProblem[];
+}
+
+export interface ParsedYaml {
+  readonly documents: readonly YamlDocument[];
+  readonly errors: readonly YamlProblem[];
+  readonly warnings: readonly YamlProblem[];
+}
+
+/** Upper bound on nodes produced by alias expansion in one document. */
+const MAX_EXPANDED_NODES = 100_000;
+
+class AliasBudgetExceeded extends Error {}
+
+/** Look a key up in a located map (the last occurrence wins, as in JSON decoding). */
+export function entryOf(map: YMap, key: string): YEntry | undefined {
+  for (let i = map.entries.length - 1; i >= 0; i--) {
+    const e = map.entries[i];
+    if (e && e.key === key) return e;
+  }
+  return undefined;
+}
+
+/** Parse a file's text into located documents. Never throws on bad input. */
+export function parseYaml(text: string): ParsedYaml {
+  const lc = new LineCounter();
+  const src = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const errors: YamlProblem[] = [];
+  const warnings: YamlProblem[] = [];
+  const documents: YamlDocument[] = [];
+  const loc = (offset: number): Loc => {
+    const p = lc.linePos(offset);
+    return { line: p.line, col: p.col };
+  };
+
+  let docs: ReturnType<typeof parseAllDocuments>;
+  try {
+    docs = parseAllDocuments(src, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: true });
+  } catch (err) {
+    errors.push({ line: 1, col: 1, message: `YAML: ${err instanceof Error ? err.message : String(err)}` });
+    return { documents, errors, warnings };
+  }
+  // An empty stream comes back as an EmptyStream (an array with an `empty` flag).
+  const list: Document[] = Array.isArray(docs) ? (docs as Document[]) : [];
+  for (const doc of list) {
+    let fatal = false;
+    for (const e of doc.errors) {
+      errors.push({ ...loc(e.pos[0]), message: e.message });
+      // A duplicate key leaves a well-formed tree: keep validating the document so
+      // every other error in it is reported too.
+      if (e.code !== 'DUPLICATE_KEY') fatal = true;
+    }
+    for (const w of doc.warnings) warnings.push({ ...loc(w.pos[0]), message: w.message });
+    if (fatal || doc.contents === null) continue;
+    const problems: YamlProblem[] = [];
+    let budget = MAX_EXPANDED_NODES;
+    const convert = (node: unknown, fallback: Loc, depth: number): YNode => {
+      if (--budget < 0) throw new AliasBudgetExceeded();
+      if (isAlias(node)) {
+        const target = node.resolve(doc);
+        const at = node.range ? loc(node.range[0]) : fallback;
+        if (!target) return { kind: 'scalar', value: null, ...at };
+        if (depth > 64) throw new AliasBudgetExceeded();
+        return convert(target, at, depth + 1);
+      }
+      const at = (node as YamlNode | null)?.range ? loc((node as YamlNode).range![0]) : fallback;
+      if (isMap(node)) {
+        const entries: YEntry[] = [];
+        const merged: YEntry[] = [];
+        for (const pair of node.items) {
+          if (!isPair(pair)) continue;
+          const keyNode = pair.key as unknown;
+          const keyLoc = (keyNode as YamlNode | null)?.range ? loc((keyNode as YamlNode).range![0]) : at;
+          const value = pair.value === null || pair.value === undefined
+            ? ({ kind: 'scalar', value: null, ...keyLoc } as YScalar)
+            : convert(pair.value, keyLoc, depth);
+          if (isScalar(keyNode) && keyNode.source === '<<' && !keyNode.type?.startsWith('QUOTE')) {
+            // Merge key: the referenced map(s) supply entries the map does not set itself.
+            const sources = value.kind === 'seq' ? value.items : [value];
+            for (const s of sources) {
+              if (s.kind === 'map') merged.push(...s.entries);
+              else problems.push({ ...s, message: 'merge key "<<" needs a map or a list of maps' });
+            }
+            continue;
+          }
+          let key: string;
+          if (isScalar(keyNode)) key = String(keyNode.value);
+          else if (keyNode === null || keyNode === undefined) key = '';
+          else {
+            problems.push({ ...keyLoc, message: 'map keys must be strings' });
+            continue;
+          }
+          entries.push({ key, keyLoc, value });
+        }
+        const own = new Set(entries.map((e) => e.key));
+        for (const m of merged) if (!own.has(m.key)) entries.push(m);
+        return { kind: 'map', entries, ...at };
+      }
+      if (isSeq(node)) {
+        return { kind: 'seq', items: node.items.map((it) => convert(it, at, depth)), ...at };
+      }
+      if (isScalar(node)) {
+        const v = node.value;
+        return { kind: 'scalar', value: typeof v === 'bigint' ? Number(v) : v, ...at };
+      }
+      return { kind: 'scalar', value: null, ...at };
+    };
+    try {
+      documents.push({ root: convert(doc.contents, { line: 1, col: 1 }, 0), problems });
+    } catch (err) {
+      if (!(err instanceof AliasBudgetExceeded)) throw err;
+      const start = doc.contents.range ? loc(doc.contents.range[0]) : { line: 1, col: 1 };
+      errors.push({ ...start, message: 'YAML: too many alias expansions (alias bomb?); document skipped' });
+    }
+  }
+  return { documents, errors, warnings };
+}

@@ -1,0 +1,359 @@
+/**
+ * `toPorts` of CNP/CCNP rule elements: ports, L7 rules, TLS contexts and server
+ * names, validated as Cilium's `PortRule.sanitize` / `L7Rules.sanitize` /
+ * `PortProtocol.sanitize` do (pkg/policy/api/rule_validation.go), with Cilium's
+ * error wording. Schema errors (wrong types, unknown fields) come first, as the
+ * CRD schema would reject them before Cilium's code runs.
+ */
+import { Fields, indexPath, type Reporter } from '../../config/reader.js';
+import type { Loc } from '../../config/yaml-tree.js';
+import type {
+  DNSRule,
+  HeaderMatch,
+  HTTPRule,
+  L7Rules,
+  MismatchAction,
+  PortProtocol,
+  PortProtocolName,
+  PortRule,
+  SecretRef,
+  TLSContext,
+} from '../api.js';
+import { patternError } from '../regex.js';
+import { matchNameError, matchPatternError } from '../dns-pattern.js';
+
+const MAX_PORTS = 40;
+const SVC_NAME = /^([a-zA-Z0-9]-?)*[a-zA-Z](-?[a-zA-Z0-9])*$/;
+
+/** pkg/iana IsSvcName (RFC 6335 §5.1): 1-15 chars, a letter, single inner dashes. */
+export function isSvcName(name: string): boolean {
+  return name.length > 0 && name.length <= 15 && SVC_NAME.test(name);
+}
+
+export interface PortContext {
+  readonly rep: Reporter;
+  /** Namespace used when a TLS / header secret reference names none ("default" for CCNP). */
+  readonly secretNamespace: string;
+  readonly ingress: boolean;
+  readonly deny: boolean;
+  readonly hostPolicy: boolean;
+}
+
+interface ParsedPort {
+  readonly pp: PortProtocol;
+  readonly loc: Loc;
+  readonly path: string;
+  readonly protoLoc: Loc;
+  readonly protoPath: string;
+  readonly isZero: boolean;
+  readonly endPortLoc: Loc;
+}
+
+/** Port value as Cilium reads it: a decimal number 0-65535 or an IANA service name. */
+export function parsePortValue(raw: unknown): { port: string; isZero: boolean } | string {
+  let text: string;
+  if (typeof raw === 'number') {
+    if (!Number.isInteger(raw)) return `${JSON.stringify(raw)} is not a port`;
+    text = String(raw);
+  } else if (typeof raw === 'string') text = raw;
+  else return 'must be a string';
+  if (text === '') return 'Port must be specified';
+  if (isSvcName(text)) return { port: text.toLowerCase(), isZero: false };
+  if (!/^\d+$/.test(text)) return `${JSON.stringify(text)} is not a port (a number 0-65535 or an IANA service name)`;
+  // Go's strconv.ParseUint(s, 0, 16) reads a leading 0 as octal ("080" is 64);
+  // refusing it avoids a port that silently differs from what the author meant.
+  if (text.length > 1 && text.startsWith('0')) return `${JSON.stringify(text)} has a leading zero (Cilium would read it as an octal number)`;
+  const n = Number(text);
+  if (n > 65535) return `${JSON.stringify(text)} is not a port (a number 0-65535 or an IANA service name)`;
+  return { port: String(n), isZero: n === 0 };
+}
+
+function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): ParsedPort | undefined {
+  f.checkKnown(['port', 'endPort', 'protocol']);
+  const portNode = f.node_('port');
+  let port: { port: string; isZero: boolean } | undefined;
+  if (portNode === undefined) {
+    ctx.rep.error(f.loc, f.sub('port'), 'Port must be specified');
+  } else {
+    const v = parsePortValue(portNode.kind === 'scalar' ? portNode.value : undefined);
+    if (typeof v === 'string') ctx.rep.error(portNode, f.sub('port'), portNode.kind === 'scalar' ? v : 'must be a string');
+    else port = v;
+  }
+  const endPort = f.int('endPort', { min: 0, max: 65535 });
+  let protocol: PortProtocolName = 'ANY';
+  const protoText = f.str('protocol');
+  let protoOk = true;
+  if (protoText !== undefined && protoText !== '') {
+    const up = protoText.toUpperCase();
+    if (up === 'TCP' || up === 'UDP' || up === 'SCTP' || up === 'ANY') protocol = up;
+    else {
+      f.error('protocol', `invalid protocol ${JSON.stringify(up)}, must be { tcp | udp | sctp | any }`);
+      protoOk = false;
+    }
+  }
+  if (!port || !protoOk) return undefined;
+  let end: number | undefined;
+  if (endPort !== undefined && endPort !== 0) {
+    if (!/^\d+$/.test(port.port)) {
+      f.error('endPort', 'endPort can only be used with a numeric port');
+      return undefined;
+    }
+    const start = Number(port.port);
+    if (endPort < start) {
+      f.error('endPort', `endPort ${endPort} must not be less than port ${start}`);
+      return undefined;
+    }
+    if (hasDNSRules && endPort > start) {
+      f.error('endPort', 'DNS rules do not support port ranges');
+      return undefined;
+    }
+    if (endPort > start) end = endPort;
+  }
+  return {
+    pp: end === undefined ? { port: port.port, protocol } : { port: port.port, endPort: end, protocol },
+    loc: f.loc,
+    path: f.path,
+    protoLoc: f.at('protocol'),
+    protoPath: f.sub('protocol'),
+    isZero: port.isZero,
+    endPortLoc: f.at('endPort'),
+  };
+}
+
+function readSecretRef(ctx: PortContext, f: Fields): SecretRef | undefined {
+  f.checkKnown(['namespace', 'name']);
+  const name = f.str('name', { required: true, nonEmpty: true });
+  const ns = f.str('namespace');
+  if (name === undefined) return undefined;
+  return { namespace: ns || ctx.secretNamespace, name };
+}
+
+function readTLS(ctx: PortContext, f: Fields): TLSContext | undefined {
+  f.checkKnown(['secret', 'trustedCA', 'certificate', 'privateKey']);
+  const sf = f.map('secret', { required: true });
+  const secret = sf ? readSecretRef(ctx, sf) : undefined;
+  const trustedCA = f.str('trustedCA');
+  const certificate = f.str('certificate');
+  const privateKey = f.str('privateKey');
+  if (!secret) return undefined;
+  return {
+    secret,
+    ...(trustedCA ? { trustedCA } : {}),
+    ...(certificate ? { certificate } : {}),
+    ...(privateKey ? { privateKey } : {}),
+  };
+}
+
+function readPattern(f: Fields, key: string): string | undefined {
+  const s = f.str(key);
+  if (s === undefined || s === '') return undefined;
+  const err = patternError(s);
+  if (err) {
+    f.error(key, err);
+    return undefined;
+  }
+  return s;
+}
+
+const MISMATCH: readonly MismatchAction[] = ['', 'LOG', 'ADD', 'DELETE', 'REPLACE'];
+
+function readHTTPRule(ctx: PortContext, f: Fields): HTTPRule | undefined {
+  const before = ctx.rep.errorCount;
+  f.checkKnown(['method', 'path', 'host', 'headers', 'headerMatches']);
+  const method = readPattern(f, 'method');
+  const path = readPattern(f, 'path');
+  const host = readPattern(f, 'host');
+  const headers = f.strList('headers') ?? [];
+  headers.forEach((h, i) => {
+    if (h.trim() === '') ctx.rep.error(f.at('headers'), indexPath(f.sub('headers'), i), 'header must not be empty');
+  });
+  const headerMatches: HeaderMatch[] = [];
+  for (const { f: hm } of f.maps('headerMatches') ?? []) {
+    hm.checkKnown(['name', 'value', 'secret', 'mismatch']);
+    const name = hm.str('name', { required: true, nonEmpty: true });
+    const value = hm.str('value');
+    const sf = hm.map('secret');
+    const secret = sf ? readSecretRef(ctx, sf) : undefined;
+    const mismatch = hm.oneOf('mismatch', MISMATCH) ?? '';
+    if (name === undefined) continue;
+    headerMatches.push({
+      name,
+      ...(value !== undefined && value !== '' ? { value } : {}),
+      ...(secret ? { secret } : {}),
+      mismatch,
+    });
+  }
+  if (ctx.rep.errorCount !== before) return undefined;
+  return {
+    ...(method !== undefined ? { method } : {}),
+    ...(path !== undefined ? { path } : {}),
+    ...(host !== undefined ? { host } : {}),
+    headers,
+    headerMatches,
+  };
+}
+
+/** An FQDNSelector (toFQDNs item or DNS rule), validated. */
+export function readFQDNSelector(f: Fields): DNSRule | undefined {
+  f.checkKnown(['matchName', 'matchPattern']);
+  const name = f.str('matchName');
+  const pattern = f.str('matchPattern');
+  const hasName = name !== undefined && name !== '';
+  const hasPattern = pattern !== undefined && pattern !== '';
+  if (hasName && hasPattern) {
+    f.rep.error(f.loc, f.path, 'only one of MatchName or MatchPattern is allowed in an FQDNSelector');
+    return undefined;
+  }
+  if (!hasName && !hasPattern) {
+    f.rep.error(f.loc, f.path, 'one of matchName or matchPattern is required');
+    return undefined;
+  }
+  if (hasName) {
+    const err = matchNameError(name);
+    if (err) {
+      f.error('matchName', err);
+      return undefined;
+    }
+    return { matchName: name };
+  }
+  const err = matchPatternError(pattern!);
+  if (err) {
+    f.error('matchPattern', err);
+    return undefined;
+  }
+  return { matchPattern: pattern! };
+}
+
+interface ReadL7 {
+  readonly rules?: L7Rules;
+  readonly nonEmpty: boolean;
+  readonly hasDNS: boolean;
+  readonly loc: Loc;
+  readonly path: string;
+  readonly dnsLoc: Loc;
+}
+
+function readL7Rules(ctx: PortContext, f: Fields): ReadL7 {
+  const before = ctx.rep.errorCount;
+  f.checkKnown(['http', 'HTTP', 'dns'], {
+    kafka: 'Kafka rules are not supported by l7warden (removed from Cilium in 1.20)',
+    l7proto: 'l7proto rules are not supported by l7warden (removed from Cilium in 1.20)',
+    l7: 'l7 rules are not supported by l7warden (removed from Cilium in 1.20)',
+  });
+  if (f.has('http') && f.has('HTTP')) f.error('HTTP', 'both "http" and "HTTP" are given; use "http"');
+  // Cilium's Go JSON decoding matches field names case-insensitively, so its
+  // examples' capitalised `HTTP:` key works; accept it as the same field.
+  const httpKey = f.has('http') ? 'http' : 'HTTP';
+  const httpItems = f.maps(httpKey);
+  const dnsItems = f.maps('dns');
+  let nTypes = 0;
+  if (httpItems) nTypes++;
+  if (dnsItems) nTypes++;
+  if (nTypes > 1) {
+    ctx.rep.error(f.loc, f.path, 'multiple L7 protocol rule types specified in single rule');
+  }
+  const http: HTTPRule[] = [];
+  for (const { f: h } of httpItems ?? []) {
+    const r = readHTTPRule(ctx, h);
+    if (r) http.push(r);
+  }
+  const dns: DNSRule[] = [];
+  for (const { f: d } of dnsItems ?? []) {
+    const r = readFQDNSelector(d);
+    if (r) dns.push(r);
+  }
+  // Flags are returned even when items had errors, so the port checks that depend
+  // on them (TCP only, no port 0, DNS not on ingress) still report in this run.
+  const ok = ctx.rep.errorCount === before;
+  const hasDNS = (dnsItems?.length ?? 0) > 0;
+  const nonEmpty = (httpItems?.length ?? 0) > 0 || hasDNS;
+  return {
+    ...(nonEmpty && ok ? { rules: hasDNS ? { dns } : { http } } : {}),
+    nonEmpty,
+    hasDNS,
+    loc: f.loc,
+    path: f.path,
+    dnsLoc: f.at('dns'),
+  };
+}
+
+/** One `toPorts` element. */
+export function readPortRule(ctx: PortContext, f: Fields): PortRule | undefined {
+  const before = ctx.rep.errorCount;
+  if (ctx.deny) {
+    // PortDenyRule has only `ports`: deny rules are L3/L4 and are enforced before any L7.
+    const notInDeny = 'is not allowed in deny rules (deny rules are L3/L4 only)';
+    f.checkKnown(['ports'], {
+      rules: `L7 rules ${notInDeny}`,
+      terminatingTLS: `terminatingTLS ${notInDeny}`,
+      originatingTLS: `originatingTLS ${notInDeny}`,
+      serverNames: `serverNames ${notInDeny}`,
+      listener: `listener ${notInDeny}`,
+    });
+  } else {
+    f.checkKnown(['ports', 'rules', 'terminatingTLS', 'originatingTLS', 'serverNames'], {
+      listener: 'listener (CiliumEnvoyConfig redirection) is not supported by l7warden',
+    });
+  }
+
+  const rf = ctx.deny ? undefined : f.map('rules');
+  const l7 = rf ? readL7Rules(ctx, rf) : undefined;
+  const hasDNS = l7?.hasDNS ?? false;
+
+  if (l7?.hasDNS && ctx.ingress) ctx.rep.error(l7.dnsLoc, `${l7.path}.dns`, 'DNS rules are not allowed on ingress');
+  if (l7?.nonEmpty && ctx.hostPolicy) ctx.rep.error(l7.loc, l7.path, 'host policies do not support L7 rules yet');
+
+  let terminatingTLS: TLSContext | undefined;
+  let originatingTLS: TLSContext | undefined;
+  let serverNames: string[] = [];
+  if (!ctx.deny) {
+    const tf = f.map('terminatingTLS');
+    if (tf) terminatingTLS = readTLS(ctx, tf);
+    const of = f.map('originatingTLS');
+    if (of) originatingTLS = readTLS(ctx, of);
+    serverNames = f.strList('serverNames') ?? [];
+    if (serverNames.length > 0 && l7?.nonEmpty && !f.has('terminatingTLS')) {
+      f.error('serverNames', 'ServerNames are not allowed with L7 rules without TLS termination');
+    }
+    const snItems = f.seq('serverNames')?.items ?? [];
+    serverNames.forEach((sn, i) => {
+      const at = snItems[i] ?? f.at('serverNames');
+      const p = indexPath(f.sub('serverNames'), i);
+      if (sn === '') ctx.rep.error(at, p, 'Empty server name is not allowed');
+      else if (!/^[-a-zA-Z0-9_.*]+$/.test(sn)) ctx.rep.error(at, p, `${JSON.stringify(sn)} may only contain [-a-zA-Z0-9_.*]`);
+      else if (sn.endsWith('.')) ctx.rep.error(at, p, `${JSON.stringify(sn)} must not end with "."`);
+    });
+  }
+
+  const portItems = f.maps('ports') ?? [];
+  const ports: PortProtocol[] = [];
+  const portsSeq = f.seq('ports');
+  if (portsSeq && portsSeq.items.length > MAX_PORTS) {
+    f.error('ports', `too many ports, the max is ${MAX_PORTS}`);
+  }
+  let zeroPort: ParsedPort | undefined;
+  for (const { f: pf } of portItems) {
+    const p = parsePortProtocol(ctx, pf, hasDNS);
+    if (!p) continue;
+    ports.push(p.pp);
+    if (p.isZero && !zeroPort) zeroPort = p;
+    // DNS L7 rules may be TCP, UDP or ANY; all other L7 rules are TCP only.
+    if (l7?.nonEmpty && !hasDNS && p.pp.protocol !== 'TCP') {
+      ctx.rep.error(p.protoLoc, p.protoPath, `L7 rules can only apply to TCP (not ${p.pp.protocol}) except for DNS rules`);
+    }
+  }
+  if (l7?.nonEmpty) {
+    if (zeroPort) ctx.rep.error(zeroPort.loc, `${zeroPort.path}.port`, 'L7 rules can not be used when a port is 0');
+    if (hasDNS && (!portsSeq || portsSeq.items.length === 0)) {
+      ctx.rep.error(l7.dnsLoc, `${l7.path}.dns`, 'Port 53 must be specified for DNS rules');
+    }
+  }
+  if (ctx.rep.errorCount !== before) return undefined;
+  return {
+    ports,
+    ...(l7?.rules ? { rules: l7.rules } : {}),
+    ...(terminatingTLS ? { terminatingTLS } : {}),
+    ...(originatingTLS ? { originatingTLS } : {}),
+    serverNames,
+  };
+}
