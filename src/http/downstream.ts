@@ -1,0 +1,198 @@
+/**
+ * One client-side exchange (an HTTP/1 request/response pair or an HTTP/2 stream)
+ * behind one small interface, so the deny replies and the upstream forwarders are
+ * written once for both protocols. HTTP/2 uses the core stream API throughout
+ * (never the compat writeHead+end, which breaks gRPC trailers-only replies —
+ * NODE-NOTES.md §1.3).
+ */
+import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
+import { constants as h2c, type ServerHttp2Stream } from 'node:http2';
+import type { Readable } from 'node:stream';
+import { RESPONSE_HOP_BY_HOP } from './request-guard.js';
+
+export type Trailers = Record<string, string | string[]>;
+
+export interface Downstream {
+  readonly protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
+  readonly isHead: boolean;
+  /** Request body, or null when the request has none (replaceable by a counting stream). */
+  body: Readable | null;
+  readonly headersSent: boolean;
+  /** The client went away (or the exchange was aborted) before the response ended. */
+  readonly closed: boolean;
+  /** Send the response head. `headers` are already filtered (no hop-by-hop, no pseudo). */
+  respond(status: number, headers: OutgoingHttpHeaders, end: boolean, expectTrailers?: boolean): void;
+  write(chunk: Buffer): boolean;
+  onceDrain(fn: () => void): void;
+  end(trailers?: Trailers): void;
+  /** Abort: HTTP/1 destroys the connection, HTTP/2 sends RST_STREAM with `code`. */
+  abort(h2code?: number): void;
+  /** Close the connection after this response (HTTP/1: Connection: close; HTTP/2: nothing). */
+  closeAfter(): void;
+  /** Called once if the client side closes before `end()`. */
+  onAbort(fn: (h2code?: number) => void): void;
+  /** Reset the whole connection (l3DenyAction: reset). */
+  resetConnection(): void;
+}
+
+const EMPTY: OutgoingHttpHeaders = {};
+
+export class H1Downstream implements Downstream {
+  readonly protocol: 'HTTP/1.0' | 'HTTP/1.1';
+  readonly isHead: boolean;
+  body: Readable | null;
+  #ended = false;
+  #abortFn: ((c?: number) => void) | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    hasBody: boolean,
+  ) {
+    this.protocol = req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1';
+    this.isHead = req.method === 'HEAD';
+    this.body = hasBody ? req : null;
+    res.once('close', () => {
+      const fn = this.#abortFn;
+      this.#abortFn = undefined;
+      if (fn && !res.writableFinished) fn();
+    });
+  }
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+  get closed(): boolean {
+    return this.res.destroyed || (this.res.closed && !this.res.writableFinished);
+  }
+  respond(status: number, headers: OutgoingHttpHeaders, end: boolean): void {
+    this.res.writeHead(status, headers);
+    if (end) this.end();
+  }
+  write(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+  onceDrain(fn: () => void): void {
+    this.res.once('drain', fn);
+  }
+  end(trailers?: Trailers): void {
+    this.#ended = true;
+    if (trailers) this.res.addTrailers(trailers);
+    this.res.end();
+  }
+  abort(): void {
+    this.#ended = true;
+    this.#abortFn = undefined;
+    this.res.destroy();
+    this.req.socket.destroy();
+  }
+  closeAfter(): void {
+    if (!this.res.headersSent) this.res.setHeader('connection', 'close');
+    this.res.shouldKeepAlive = false;
+  }
+  onAbort(fn: (c?: number) => void): void {
+    this.#abortFn = fn;
+  }
+  resetConnection(): void {
+    this.#ended = true;
+    this.#abortFn = undefined;
+    const s = this.req.socket as { resetAndDestroy?: () => void; destroy(): void };
+    if (typeof s.resetAndDestroy === 'function') {
+      try {
+        s.resetAndDestroy();
+        return;
+      } catch {
+        /* not a TCP socket (TLS): fall through */
+      }
+    }
+    s.destroy();
+  }
+}
+
+export class H2Downstream implements Downstream {
+  readonly protocol = 'HTTP/2' as const;
+  readonly isHead: boolean;
+  body: Readable | null;
+  #ended = false;
+  #abortFn: ((c?: number) => void) | undefined;
+  #trailers: Trailers | undefined;
+
+  constructor(
+    readonly stream: ServerHttp2Stream,
+    method: string,
+  ) {
+    this.isHead = method === 'HEAD';
+    this.body = stream.endAfterHeaders ? null : stream;
+    stream.once('close', () => {
+      const fn = this.#abortFn;
+      this.#abortFn = undefined;
+      if (fn && (!this.#ended || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)) fn(stream.rstCode);
+    });
+  }
+  get headersSent(): boolean {
+    return this.stream.headersSent;
+  }
+  get closed(): boolean {
+    return this.stream.destroyed || this.stream.closed;
+  }
+  respond(status: number, headers: OutgoingHttpHeaders, end: boolean, expectTrailers = false): void {
+    if (this.stream.destroyed || this.stream.closed) return;
+    const h: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders;
+    h[':status'] = status;
+    for (const k in headers) if (!RESPONSE_HOP_BY_HOP.has(k)) h[k] = headers[k];
+    if (end) this.#ended = true;
+    if (expectTrailers) {
+      this.stream.respond(h, { endStream: end, waitForTrailers: true });
+      this.stream.once('wantTrailers', () => {
+        try {
+          this.stream.sendTrailers(this.#trailers ?? EMPTY);
+        } catch {
+          this.stream.close();
+        }
+      });
+    } else {
+      this.stream.respond(h, { endStream: end });
+    }
+  }
+  write(chunk: Buffer): boolean {
+    return this.stream.write(chunk);
+  }
+  onceDrain(fn: () => void): void {
+    this.stream.once('drain', fn);
+  }
+  end(trailers?: Trailers): void {
+    this.#ended = true;
+    if (trailers) {
+      const t = Object.create(null) as Trailers;
+      for (const k in trailers) if (k.charCodeAt(0) !== 58 && !RESPONSE_HOP_BY_HOP.has(k)) t[k] = trailers[k]!;
+      this.#trailers = t;
+    }
+    if (!this.stream.destroyed) this.stream.end();
+  }
+  abort(h2code: number = h2c.NGHTTP2_INTERNAL_ERROR): void {
+    this.#ended = true;
+    this.#abortFn = undefined;
+    if (!this.stream.destroyed) this.stream.close(h2code);
+  }
+  closeAfter(): void {
+    /* streams are independent; the session stays */
+  }
+  onAbort(fn: (c?: number) => void): void {
+    this.#abortFn = fn;
+  }
+  resetConnection(): void {
+    this.#ended = true;
+    this.#abortFn = undefined;
+    this.stream.session?.destroy();
+  }
+}
+
+/** Copy upstream response headers, dropping hop-by-hop and pseudo-headers. */
+export function filterResponseHeaders(h: Record<string, string | string[] | number | undefined>): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders;
+  for (const k in h) {
+    if (k.charCodeAt(0) === 58 || RESPONSE_HOP_BY_HOP.has(k)) continue;
+    const v = h[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}

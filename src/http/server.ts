@@ -1,0 +1,92 @@
+/**
+ * The protocol servers behind an ingress listener: one `http.Server` (HTTP/1.1,
+ * keep-alive, pipelining) and one `http2.Http2Server` (core stream API), neither
+ * listening itself. The listener (listeners/ingress.ts) accepts the TCP connection,
+ * reads a PROXY header if configured, terminates TLS if configured, sniffs the
+ * HTTP/2 preface on cleartext, and hands the socket over with `emit('connection')`.
+ *
+ * Limits (config Limits): header bytes (`maxHeaderSize`, and the same count on
+ * HTTP/2 via `maxHeaderListSize`), header count (Node's `maxHeadersCount` set above
+ * the limit so the proxy counts and answers 431 itself instead of Node truncating
+ * silently), headers/request/keep-alive timeouts, HTTP/2 `maxConcurrentStreams`.
+ * The parser is Node's strict one: `insecureHTTPParser` is never set.
+ */
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Limits } from '../config/proxy-config.js';
+import { handleH1, handleH2, h1Reject, type EnforceContext } from './enforce.js';
+import { handleUpgrade } from './websocket.js';
+
+export interface ProtocolServers {
+  readonly h1: http.Server;
+  readonly h2: http2.Http2Server;
+  /** Open HTTP/2 sessions (for GOAWAY on shutdown). */
+  readonly sessions: Set<http2.ServerHttp2Session>;
+}
+
+export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
+  const limits: Limits = ctx.limits;
+  const h1 = http.createServer({
+    maxHeaderSize: limits.maxRequestHeadersKb * 1024,
+    insecureHTTPParser: false,
+    requestTimeout: limits.requestTimeoutMs,
+    headersTimeout: limits.headersTimeoutMs,
+    keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
+    connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(limits.headersTimeoutMs / 4))),
+    requireHostHeader: true,
+    joinDuplicateHeaders: false,
+  });
+  // Count headers ourselves: Node keeps only the first maxHeadersCount silently.
+  h1.maxHeadersCount = limits.maxHeadersCount + 1;
+  h1.timeout = limits.idleTimeoutMs;
+  h1.on('request', (req, res) => {
+    try {
+      handleH1(ctx, req, res);
+    } catch {
+      if (!res.headersSent) h1Reject(res, 500);
+      else res.destroy();
+    }
+  });
+  h1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {});
+    try {
+      handleUpgrade(ctx, req, socket, head);
+    } catch {
+      socket.destroy();
+    }
+  });
+  // CONNECT is not served on an ingress listener: an explicit 400 rather than Node's silent close.
+  h1.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => {});
+    socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\n400\r\n');
+  });
+
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const h2 = http2.createServer({
+    settings: {
+      maxConcurrentStreams: limits.http2MaxConcurrentStreams,
+      maxHeaderListSize: limits.maxRequestHeadersKb * 1024,
+      enablePush: false,
+    },
+    // Above the limit (pseudo-headers count too): the proxy answers 431 itself.
+    maxHeaderListPairs: limits.maxHeadersCount + 8,
+    maxSessionMemory: 10,
+  });
+  h2.setTimeout(limits.idleTimeoutMs);
+  h2.on('session', (s) => {
+    sessions.add(s);
+    s.on('error', () => {});
+    s.once('close', () => sessions.delete(s));
+  });
+  h2.on('sessionError', () => {});
+  h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    stream.on('error', () => {});
+    try {
+      handleH2(ctx, stream, headers, rawHeaders);
+    } catch {
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  });
+  return { h1, h2, sessions };
+}

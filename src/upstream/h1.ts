@@ -1,0 +1,169 @@
+/**
+ * HTTP/1.1 upstreams (http:// and https://) through one undici Pool per listener
+ * (NODE-NOTES.md §1.1). The request is forwarded with `dispatch()` and a handler
+ * that writes straight into the client's response with backpressure
+ * (`controller.pause()` on a full socket); nothing is buffered whole. TLS origination
+ * passes `servername` on every dispatch (pitfall 1), verification is never off
+ * unless configured, and the headers handed to undici have been cleaned of
+ * everything it throws on (pitfall 4).
+ */
+import { Pool, type Dispatcher } from 'undici';
+import type { Limits, Upstream } from '../config/proxy-config.js';
+import type { Downstream } from '../http/downstream.js';
+import { filterResponseHeaders } from '../http/downstream.js';
+import { classifyUpstreamError, type UpstreamFailure } from './errors.js';
+
+export interface H1UpstreamOptions {
+  readonly upstream: Upstream;
+  readonly limits: Limits;
+  /** TLS connect options for an https upstream (tls/originate.ts `undiciConnect`). */
+  readonly connect?: object;
+  /** SNI / verified name, passed on every dispatch (undici would take it from Host). */
+  readonly servername?: string;
+  readonly insecureSkipVerify?: boolean;
+  readonly connections?: number;
+}
+
+export interface ForwardResult {
+  /** Called once with the status sent to the client (or the failure). */
+  onDone(status: number, failure?: UpstreamFailure): void;
+  /** Called when the upstream failed before a response: the caller answers. */
+  onFailure(f: UpstreamFailure, err: unknown): void;
+}
+
+type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[0];
+
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  #controller: DispatchController | undefined;
+  #done = false;
+  #status = 0;
+  #aborted = false;
+
+  constructor(
+    private readonly ds: Downstream,
+    private readonly cb: ForwardResult,
+  ) {
+    ds.onAbort(() => {
+      this.#aborted = true;
+      this.#controller?.abort(new Error('client aborted'));
+    });
+  }
+
+  onRequestStart(controller: DispatchController): void {
+    this.#controller = controller;
+    if (this.#aborted) controller.abort(new Error('client aborted'));
+  }
+
+  onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return;
+    this.#status = statusCode;
+    const h = filterResponseHeaders(headers);
+    const announcesTrailers = headers['trailer'] !== undefined;
+    try {
+      this.ds.respond(statusCode, h, false, announcesTrailers);
+    } catch (err) {
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseData(controller: DispatchController, chunk: Buffer): void {
+    if (this.ds.closed) return;
+    if (!this.ds.isHead && !this.ds.write(chunk)) {
+      controller.pause();
+      this.ds.onceDrain(() => controller.resume());
+    }
+  }
+
+  onResponseEnd(_controller: DispatchController, trailers: Record<string, string | string[] | undefined>): void {
+    if (this.#done) return;
+    this.#done = true;
+    let t: Record<string, string | string[]> | undefined;
+    for (const k in trailers) {
+      const v = trailers[k];
+      if (v === undefined) continue;
+      (t ??= Object.create(null) as Record<string, string | string[]>)[k] = v;
+    }
+    this.ds.end(t);
+    this.cb.onDone(this.#status);
+  }
+
+  onResponseError(_controller: DispatchController, err: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#aborted) {
+      this.cb.onDone(0);
+      return;
+    }
+    const f = classifyUpstreamError(err);
+    if (this.ds.headersSent) {
+      // Mid-response failure: the client must not mistake a cut body for a full one.
+      this.ds.abort();
+      this.cb.onDone(this.#status, f);
+      return;
+    }
+    this.cb.onFailure(f, err);
+  }
+}
+
+export class H1Upstream {
+  readonly pool: Pool;
+  readonly #servername: string | undefined;
+  readonly #origin: string;
+
+  constructor(opts: H1UpstreamOptions) {
+    const u = opts.upstream;
+    const tls = u.protocol === 'https';
+    const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+    this.#origin = `${tls ? 'https' : 'http'}://${host}:${u.port}`;
+    this.#servername = tls ? (opts.servername ?? (isIpLiteral(u.host) ? undefined : u.host)) : undefined;
+    const connect: Record<string, unknown> = { ...(tls ? opts.connect : {}), timeout: opts.limits.upstreamConnectTimeoutMs };
+    this.pool = new Pool(this.#origin, {
+      connections: opts.connections ?? 128,
+      pipelining: 1,
+      headersTimeout: opts.limits.upstreamTimeoutMs,
+      bodyTimeout: opts.limits.idleTimeoutMs,
+      keepAliveTimeout: 4_000,
+      strictContentLength: true,
+      connect,
+    });
+    this.pool.on('connectionError', () => {});
+  }
+
+  /**
+   * Forward one request. `headers` is a cleaned flat array (request-guard
+   * forwardHeaders) without Host; `authority` becomes the Host header.
+   */
+  forward(ds: Downstream, method: string, path: string, authority: string, headers: string[], cb: ForwardResult): void {
+    headers.push('host', authority);
+    const opts: Dispatcher.DispatchOptions & { servername?: string } = {
+      origin: this.#origin,
+      method: method as Dispatcher.HttpMethod,
+      path,
+      headers,
+      body: ds.body,
+      // Do not reuse a connection whose response came early (CL.0 family).
+      reset: false,
+      idempotent: false,
+    };
+    if (this.#servername) opts.servername = this.#servername;
+    const handler = new ForwardHandler(ds, cb);
+    try {
+      this.pool.dispatch(opts, handler);
+    } catch (err) {
+      cb.onFailure(classifyUpstreamError(err), err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy().catch(() => {});
+  }
+}
+
+export function isIpLiteral(h: string): boolean {
+  if (h.includes(':')) return true;
+  for (let i = 0; i < h.length; i++) {
+    const c = h.charCodeAt(i);
+    if (!(c === 46 || (c >= 48 && c <= 57))) return false;
+  }
+  return h.length > 0;
+}

@@ -1,0 +1,222 @@
+/**
+ * HTTP/2 upstreams (h2c:// prior knowledge, or https:// with ALPN h2 for gRPC)
+ * through a small pool of `node:http2` ClientHttp2Sessions — undici 7 loses h2
+ * trailers (NODE-NOTES.md §1.1 pitfall 2). Streams are relayed with the core API
+ * on both sides so END_STREAM placement, trailers (grpc-status, grpc-message,
+ * custom ones) and RST_STREAM codes survive: a trailers-only upstream answer is
+ * forwarded trailers-only, a reset upstream stream resets the client stream with
+ * the same code, and a client reset cancels the upstream stream.
+ */
+import * as http2 from 'node:http2';
+import { pipeline } from 'node:stream';
+import type { Limits, Upstream } from '../config/proxy-config.js';
+import type { Downstream, Trailers } from '../http/downstream.js';
+import { filterResponseHeaders } from '../http/downstream.js';
+import { WardenError } from '../core/errors.js';
+import { classifyUpstreamError } from './errors.js';
+import type { ForwardResult } from './h1.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+export interface H2UpstreamOptions {
+  readonly upstream: Upstream;
+  readonly limits: Limits;
+  /** TLS options for an https upstream (tls/originate.ts `http2`, ALPN h2). */
+  readonly connect?: http2.SecureClientSessionOptions;
+  /** Sessions kept open to the upstream (streams are spread round-robin). */
+  readonly sessions?: number;
+}
+
+interface PooledSession {
+  session: http2.ClientHttp2Session;
+  connected: boolean;
+  error?: unknown;
+}
+
+export class H2Upstream {
+  readonly #authority: string;
+  readonly #connectOpts: http2.SecureClientSessionOptions;
+  readonly #limits: Limits;
+  readonly #max: number;
+  readonly #scheme: 'http' | 'https';
+  #pool: PooledSession[] = [];
+  #next = 0;
+  #closed = false;
+
+  constructor(opts: H2UpstreamOptions) {
+    const u = opts.upstream;
+    const tls = u.protocol === 'https';
+    this.#scheme = tls ? 'https' : 'http';
+    const host = u.host.includes(':') ? `[${u.host}]` : u.host;
+    this.#authority = `${this.#scheme}://${host}:${u.port}`;
+    this.#limits = opts.limits;
+    this.#max = opts.sessions ?? 2;
+    const co: http2.SecureClientSessionOptions = {
+      settings: { enablePush: false },
+      maxSessionMemory: 32,
+    };
+    this.#connectOpts = tls ? { ...opts.connect, ...co } : co;
+  }
+
+  #session(): PooledSession {
+    // Round-robin over live sessions; open a new one while below the pool size.
+    if (this.#pool.length < this.#max) return this.#open();
+    const p = this.#pool[this.#next++ % this.#pool.length]!;
+    return p;
+  }
+
+  #open(): PooledSession {
+    const session = http2.connect(this.#authority, this.#connectOpts);
+    const entry: PooledSession = { session, connected: false };
+    this.#pool.push(entry);
+    const drop = () => {
+      const i = this.#pool.indexOf(entry);
+      if (i >= 0) this.#pool.splice(i, 1);
+    };
+    const timer = setTimeout(() => {
+      if (!entry.connected) session.destroy(new WardenError('L7W_ERR_UPSTREAM_CONNECT', 'upstream connect timeout'));
+    }, this.#limits.upstreamConnectTimeoutMs);
+    timer.unref();
+    session.once('connect', () => {
+      entry.connected = true;
+      clearTimeout(timer);
+    });
+    session.on('error', (err) => {
+      entry.error = err;
+      drop();
+    });
+    session.once('goaway', drop);
+    session.once('close', () => {
+      clearTimeout(timer);
+      drop();
+    });
+    session.setTimeout(this.#limits.idleTimeoutMs, () => session.close());
+    return entry;
+  }
+
+  forward(
+    ds: Downstream,
+    method: string,
+    path: string,
+    authority: string,
+    headers: string[],
+    cb: ForwardResult,
+  ): void {
+    const h = Object.create(null) as http2.OutgoingHttpHeaders;
+    h[':method'] = method;
+    h[':path'] = path;
+    h[':authority'] = authority;
+    h[':scheme'] = this.#scheme;
+    for (let i = 0; i < headers.length; i += 2) {
+      const k = headers[i]!;
+      const v = headers[i + 1]!;
+      const prev = h[k];
+      if (prev === undefined) h[k] = v;
+      else if (Array.isArray(prev)) prev.push(v);
+      else h[k] = [String(prev), v];
+    }
+    let up!: http2.ClientHttp2Stream;
+    let entry: PooledSession;
+    try {
+      entry = this.#session();
+      up = entry.session.request(h, { endStream: ds.body === null });
+    } catch (err) {
+      cb.onFailure(classifyUpstreamError(err), err);
+      return;
+    }
+    let status = 0;
+    let finished = false;
+    let gotResponse = false;
+    let trailers: Trailers | undefined;
+    const finish = (s: number, f?: Parameters<ForwardResult['onDone']>[1]) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      cb.onDone(s, f);
+    };
+    const timer = setTimeout(() => {
+      if (gotResponse || finished) return;
+      finished = true;
+      up.close(NGHTTP2_CANCEL);
+      cb.onFailure('timeout', new WardenError('L7W_ERR_UPSTREAM_TIMEOUT', 'no response headers in time'));
+    }, this.#limits.upstreamTimeoutMs);
+    timer.unref();
+
+    ds.onAbort((code) => {
+      if (!up.destroyed) up.close(code && code !== NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
+      finish(0);
+    });
+
+    if (ds.body) {
+      pipeline(ds.body, up, () => {
+        /* errors surface on the streams' own handlers */
+      });
+    }
+
+    up.on('response', (headers) => {
+      gotResponse = true;
+      clearTimeout(timer);
+      status = Number(headers[':status']) || 502;
+      if (status < 200) return;
+      const out = filterResponseHeaders(headers as Record<string, string | string[] | undefined>);
+      try {
+        if (up.endAfterHeaders) {
+          // Trailers-only (gRPC error): keep it one HEADERS frame with END_STREAM.
+          ds.respond(status, out, true);
+          finish(status);
+          return;
+        }
+        ds.respond(status, out, false, ds.protocol === 'HTTP/2');
+      } catch {
+        up.close(NGHTTP2_CANCEL);
+        finish(status);
+      }
+    });
+    up.on('trailers', (t) => {
+      trailers = filterResponseHeaders(t as Record<string, string | string[] | undefined>) as Trailers;
+    });
+    up.on('data', (chunk: Buffer) => {
+      if (ds.closed || ds.isHead) return;
+      if (!ds.write(chunk)) {
+        up.pause();
+        ds.onceDrain(() => up.resume());
+      }
+    });
+    up.on('end', () => {
+      if (finished || !gotResponse) return;
+      ds.end(trailers);
+      finish(status);
+    });
+    let streamError: unknown;
+    up.on('error', (err) => {
+      streamError = err;
+    });
+    up.on('close', () => {
+      clearTimeout(timer);
+      if (finished) return;
+      const code = up.rstCode;
+      if (!gotResponse) {
+        finished = true;
+        const err = entry.error ?? streamError;
+        let f = classifyUpstreamError(err);
+        if (f === 'protocol' && (code === NGHTTP2_REFUSED_STREAM || !entry.connected)) f = 'connect';
+        cb.onFailure(f, err ?? new Error(`upstream reset ${code}`));
+        return;
+      }
+      if (code !== undefined && code !== NGHTTP2_NO_ERROR) {
+        ds.abort(code);
+        finish(status, 'protocol');
+        return;
+      }
+      // Closed without 'end' (session went away): do not let a cut body look complete.
+      if (!ds.closed) ds.abort(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      finish(status, 'protocol');
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const p of this.#pool) p.session.destroy();
+    this.#pool = [];
+  }
+}
