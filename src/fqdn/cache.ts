@@ -85,7 +85,8 @@ export class FqdnCache {
     this.#snapshotVersion = snapshot.version;
     this.#selectors = snapshot.fqdnSelectors;
     this.#keysByName = new Map();
-    for (const ip of this.#ipNames.keys()) this.#push(ip);
+    // Identities are re-derived from the new snapshot even when the keys did not change.
+    for (const ip of this.#ipNames.keys()) this.#push(ip, true);
     this.stats.recomputed++;
   }
 
@@ -159,7 +160,7 @@ export class FqdnCache {
   }
 
   /** Compute the IP's keys (union over its names) and push them if they changed. */
-  #push(ip: string): void {
+  #push(ip: string, force = false): void {
     const names = this.#ipNames.get(ip);
     let keys: readonly string[] = NO_KEYS;
     if (names) {
@@ -173,7 +174,7 @@ export class FqdnCache {
     }
     const joined = keys.join('\n');
     const prev = this.#pushed.get(ip);
-    if (prev === joined) return;
+    if (prev === joined && !force) return;
     if (prev === undefined && keys.length === 0) return;
     if (keys.length === 0) this.#pushed.delete(ip);
     else this.#pushed.set(ip, joined);
