@@ -1,0 +1,203 @@
+/**
+ * The compiled, immutable per-(subject identity, direction) port tables that
+ * `decide()` walks, and the builder that turns merged L4 filters into them.
+ *
+ * Shape of the index (see docs/policy-engine.md):
+ *
+ *   DirPolicy ─ per protocol ─ ProtoTable
+ *     exact:  Map<port, PortEntry>        single-port segments
+ *     ranges: sorted disjoint segments    (binary search) for endPort ranges
+ *     any:    PortEntry                   port-0 (L3-only) rules alone
+ *   PortEntry
+ *     byRemote: Map<remote identity id, RemoteView>   every compile-time identity
+ *     wildcardView: RemoteView                        ids selected only by `*`
+ *     sels: CompiledSel[]                             fallback for unknown ids
+ *   RemoteView: the deny rule (if any) and the allow rules selecting that remote
+ *
+ * Port-0 rules are appended to every specific segment (cilium/proxy does the
+ * same), overlapping ranges are split into disjoint segments whose rule lists are
+ * the union of the ranges covering them. Verdict objects for every outcome are
+ * built here, so the decision returns shared frozen objects.
+ */
+import type { Direction, L4Proto, RuleRef, TLSContext } from './api.js';
+import type { DirectionVerdict } from './types.js';
+import type { Identity } from '../identity/identity.js';
+import type { PeerSelector } from './selectors.js';
+import type { CompiledHttpItem, DnsGroup, ServerNameMatcher } from './l7.js';
+
+export type L7Parser = 'http' | 'dns';
+
+/** One peer selector's merged policy on one port (Cilium's PerSelectorPolicy), ready to decide. */
+export interface CompiledSel {
+  readonly sel: PeerSelector;
+  readonly deny: boolean;
+  /** The first contributing rule (deny rule, or the allow rule for L3/L4 decisions). */
+  readonly ref: RuleRef | undefined;
+  readonly refs: readonly (RuleRef | undefined)[];
+  readonly parser: L7Parser | undefined;
+  /** HTTP items (OR); includes a wildcard item when an L4-only rule merged in. */
+  readonly http: readonly CompiledHttpItem[];
+  readonly dns: readonly DnsGroup[];
+  readonly hasHeaderActions: boolean;
+  readonly sni: ServerNameMatcher | undefined;
+  readonly terminatingTLS: TLSContext | undefined;
+  readonly originatingTLS: TLSContext | undefined;
+  // Precomputed verdicts.
+  readonly allowL4: DirectionVerdict;
+  readonly allowL7: Readonly<Record<L7Parser, DirectionVerdict>>;
+  readonly l7Denied: DirectionVerdict;
+  readonly denyVerdict: DirectionVerdict;
+  readonly httpAllow: readonly DirectionVerdict[];
+  readonly dnsAllow: readonly DirectionVerdict[];
+}
+
+/** What one remote identity gets on one port. */
+export interface RemoteView {
+  readonly deny: CompiledSel | undefined;
+  readonly allows: readonly CompiledSel[];
+  /** Some allow carries serverNames: filter per query. */
+  readonly hasSni: boolean;
+  readonly hasHeaderActions: boolean;
+  /** Without SNI filtering: the first allow with an L7 parser, and the first without. */
+  readonly firstL7: CompiledSel | undefined;
+  readonly firstL4: CompiledSel | undefined;
+}
+
+export interface PortEntry {
+  readonly sels: readonly CompiledSel[];
+  readonly byRemote: ReadonlyMap<number, RemoteView>;
+  readonly wildcardView: RemoteView | undefined;
+}
+
+export interface ProtoTable {
+  readonly exact: ReadonlyMap<number, PortEntry>;
+  readonly rangeStart: readonly number[];
+  readonly rangeEnd: readonly number[];
+  readonly rangeEntry: readonly PortEntry[];
+  readonly any: PortEntry | undefined;
+}
+
+/** One L4 filter as merged (for dumps): the port key and its selector policies. */
+export interface FilterSummary {
+  readonly proto: L4Proto;
+  readonly port: number;
+  readonly endPort: number;
+  readonly parser: L7Parser | undefined;
+  readonly sels: readonly CompiledSel[];
+}
+
+export interface DirPolicy {
+  readonly direction: Direction;
+  /** Default-deny in force for this subject and direction. */
+  readonly enforced: boolean;
+  /** Set when no rule entry selects the subject in this direction: everything is allowed. */
+  readonly open: DirectionVerdict | undefined;
+  /** How many rule entries select the subject in this direction. */
+  readonly entries: number;
+  readonly tables: Readonly<Record<L4Proto, ProtoTable>>;
+  readonly filters: readonly FilterSummary[];
+  /** No rule applies to this port/remote. */
+  readonly denied: DirectionVerdict;
+}
+
+/** Verdict of a direction in which nothing selects the subject. */
+export function notEnforcedVerdict(direction: Direction): DirectionVerdict {
+  return Object.freeze({ direction, enforced: false, allowed: true, type: 'L3_L4' });
+}
+
+/** Look up the port entry for a port: exact, then range segment, then port 0. */
+export function lookupPort(t: ProtoTable, port: number): PortEntry | undefined {
+  const e = t.exact.get(port);
+  if (e !== undefined) return e;
+  const starts = t.rangeStart;
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const s = starts[mid] as number;
+    if (port < s) hi = mid - 1;
+    else if (port > (t.rangeEnd[mid] as number)) lo = mid + 1;
+    else return t.rangeEntry[mid];
+  }
+  return t.any;
+}
+
+/** Build the view of one remote over a list of selector policies (also the run-time fallback). */
+export function makeView(sels: readonly CompiledSel[], selected: (s: CompiledSel) => boolean): RemoteView | undefined {
+  let deny: CompiledSel | undefined;
+  const allows: CompiledSel[] = [];
+  for (const s of sels) {
+    if (!selected(s)) continue;
+    if (s.deny) deny ??= s;
+    else allows.push(s);
+  }
+  if (deny === undefined && allows.length === 0) return undefined;
+  return freezeView(deny, allows);
+}
+
+function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[]): RemoteView {
+  let firstL7: CompiledSel | undefined;
+  let firstL4: CompiledSel | undefined;
+  for (const s of allows) {
+    if (s.parser !== undefined) firstL7 ??= s;
+    else firstL4 ??= s;
+  }
+  return Object.freeze({
+    deny,
+    allows: Object.freeze(allows),
+    hasSni: allows.some((s) => s.sni !== undefined),
+    hasHeaderActions: allows.some((s) => s.hasHeaderActions),
+    firstL7,
+    firstL4,
+  });
+}
+
+/** The run-time fallback for identities not known at compile time. */
+export function viewForUnknown(entry: PortEntry, remote: Identity): RemoteView | undefined {
+  return makeView(entry.sels, (s) => s.sel.matches(remote));
+}
+
+/**
+ * Build a PortEntry. `selectedIds(sel)` gives the compile-time identity ids a
+ * selector selects (shared across subjects); remote views are interned so equal
+ * rule lists share one object.
+ */
+export function buildPortEntry(
+  sels: readonly CompiledSel[],
+  selectedIds: (sel: PeerSelector) => readonly number[],
+  intern: Map<string, RemoteView>,
+  selIndex: (s: CompiledSel) => number,
+): PortEntry {
+  const wildcardSels = sels.filter((s) => s.sel.wildcard);
+  const perId = new Map<number, CompiledSel[]>();
+  for (const s of sels) {
+    if (s.sel.wildcard) continue;
+    for (const id of selectedIds(s.sel)) {
+      let l = perId.get(id);
+      if (!l) perId.set(id, (l = []));
+      l.push(s);
+    }
+  }
+  const viewOf = (list: CompiledSel[]): RemoteView | undefined => {
+    // Keep the entry order (rule order) so the first contributing rule is reported.
+    list.sort((a, b) => selIndex(a) - selIndex(b));
+    const key = list.map(selIndex).join(',');
+    let v = intern.get(key);
+    if (v === undefined) {
+      v = makeView(list, () => true);
+      if (v === undefined) return undefined;
+      intern.set(key, v);
+    }
+    return v;
+  };
+  const byRemote = new Map<number, RemoteView>();
+  for (const [id, list] of perId) {
+    const v = viewOf([...list, ...wildcardSels]);
+    if (v) byRemote.set(id, v);
+  }
+  return Object.freeze({
+    sels: Object.freeze([...sels]),
+    byRemote,
+    wildcardView: wildcardSels.length ? viewOf([...wildcardSels]) : undefined,
+  });
+}
