@@ -94,8 +94,10 @@ export function suggest(key: string, known: readonly string[]): string | undefin
   const lower = key.toLowerCase();
   let best: string | undefined;
   let bestD = 3;
+  for (const k of known) if (k.toLowerCase() === lower) return k;
+  // A truncated name (`proto` for `protocol`) is the commonest slip after case.
+  for (const k of known) if (lower.length >= 3 && k.toLowerCase().startsWith(lower)) return k;
   for (const k of known) {
-    if (k.toLowerCase() === lower) return k;
     const d = distance(lower, k.toLowerCase());
     if (d < bestD) {
       bestD = d;

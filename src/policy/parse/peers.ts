@@ -194,10 +194,13 @@ export function readPeerRule(ctx: SectionContext, section: RuleSection, f: Field
 
   // Only one L3 peer kind per element; Cilium names members in Go-style capitals.
   const peerFields = (ingress ? INGRESS_PEERS : EGRESS_PEERS).filter((p) => !(deny && p.key === 'toFQDNs'));
-  const present = peerFields.filter((p) => {
-    const s = f.node_(p.key);
-    return s !== undefined && s.kind === 'seq' && s.items.length > 0;
-  });
+  const order = f.keys();
+  const present = peerFields
+    .filter((p) => {
+      const s = f.node_(p.key);
+      return s !== undefined && s.kind === 'seq' && s.items.length > 0;
+    })
+    .sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key)); // name them in the order written
   if (present.length > 1) {
     f.rep.error(f.loc, f.path, `Combining ${present[0]!.member} and ${present[1]!.member} is not supported yet`);
   }

@@ -46,7 +46,7 @@ interface ParsedPort {
   readonly protoLoc: Loc;
   readonly protoPath: string;
   readonly isZero: boolean;
-  readonly endPortLoc: Loc;
+  readonly portLoc: Loc;
 }
 
 /** Port value as Cilium reads it: a decimal number 0-65535 or an IANA service name. */
@@ -116,7 +116,7 @@ function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): P
     protoLoc: f.at('protocol'),
     protoPath: f.sub('protocol'),
     isZero: port.isZero,
-    endPortLoc: f.at('endPort'),
+    portLoc: f.at('port'),
   };
 }
 
@@ -343,7 +343,7 @@ export function readPortRule(ctx: PortContext, f: Fields): PortRule | undefined 
     }
   }
   if (l7?.nonEmpty) {
-    if (zeroPort) ctx.rep.error(zeroPort.loc, `${zeroPort.path}.port`, 'L7 rules can not be used when a port is 0');
+    if (zeroPort) ctx.rep.error(zeroPort.portLoc, `${zeroPort.path}.port`, 'L7 rules can not be used when a port is 0');
     if (hasDNS && (!portsSeq || portsSeq.items.length === 0)) {
       ctx.rep.error(l7.dnsLoc, `${l7.path}.dns`, 'Port 53 must be specified for DNS rules');
     }
