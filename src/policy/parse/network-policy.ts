@@ -126,16 +126,16 @@ function readDirection(rep: Reporter, spec: Fields, dir: Dir, namespace: string)
     f.checkKnown([peerKey, 'ports']);
     const toPorts = readPorts(f, 'ports') ?? [];
     const peers = f.maps(peerKey);
-    if (rep.errorCount !== before) continue;
+    const elements: PeerRule[] = [];
     if (!peers || peers.length === 0) {
       // "If this field is empty or missing, this rule matches all sources/destinations."
-      out.push({ entities: ['all'], toPorts, pos: rep.pos(f.loc) });
-      continue;
+      elements.push({ entities: ['all'], toPorts, pos: rep.pos(f.loc) });
     }
-    for (const { f: pf } of peers) {
+    for (const { f: pf } of peers ?? []) {
       const peer = readPeer(pf, namespace);
-      if (peer) out.push({ ...peer, toPorts, pos: rep.pos(pf.loc) });
+      if (peer) elements.push({ ...peer, toPorts, pos: rep.pos(pf.loc) });
     }
+    if (rep.errorCount === before) out.push(...elements);
   }
   return out;
 }
