@@ -53,3 +53,22 @@ export async function rejectsWarden(
   }
   t.fail(`${msg} expected to throw ${code}`);
 }
+
+interface Listenable {
+  listen(port: number, host: string, cb: () => void): unknown;
+  close(cb?: (err?: Error) => void): unknown;
+  address(): unknown;
+  on(ev: 'connection', fn: (c: import('node:net').Socket) => void): unknown;
+}
+
+/**
+ * Listen on 127.0.0.1:0 and close at teardown, destroying open connections first
+ * (close() waits for every socket, and a half-closed one can linger forever).
+ */
+export async function listenLocal(t: { teardown(fn: () => Promise<void>): void }, s: Listenable): Promise<number> {
+  const open = new Set<import('node:net').Socket>();
+  s.on('connection', (c) => { open.add(c); c.on('close', () => open.delete(c)); });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => { s.close(() => r()); for (const c of open) c.destroy(); }));
+  return (s.address() as { port: number }).port;
+}

@@ -6,7 +6,7 @@ import {
   ListenerCertificates, serverOptions, coversHost, buildCertTable, selectCertificate, sanEntries, authorityHost,
 } from '../../src/tls/cert-store.js';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
-import { leafSecret, secretDoc, rejectsWarden } from '../helpers/tls-pki.js';
+import { leafSecret, secretDoc, rejectsWarden, listenLocal } from '../helpers/tls-pki.js';
 
 const ca = makeCA();
 const deathstar = makeLeaf(ca, { dns: ['deathstar.default.svc', 'localhost'], ips: ['127.0.0.1'] });
@@ -93,11 +93,7 @@ t.test('sanEntries decodes node\'s quoted values, so a value cannot forge an ent
   t.notOk(coversHost(forged, 'a.test'));
 });
 
-async function listen(t: typeof import('tap').default, s: Server): Promise<number> {
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => s.close(() => r())));
-  return (s.address() as AddressInfo).port;
-}
+const listen = listenLocal;
 
 function peerSerial(port: number, servername?: string): Promise<{ serial: string; close: () => void }> {
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import {
 } from '../../src/tls/cert-store.js';
 import type { ListenerTLS } from '../../src/config/proxy-config.js';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
-import { leafSecret, secretDoc, tempDir, rejectsWarden } from '../helpers/tls-pki.js';
+import { leafSecret, secretDoc, tempDir, rejectsWarden, listenLocal } from '../helpers/tls-pki.js';
 
 const ca = makeCA({ commonName: 'Test CA' });
 const otherCA = makeCA({ commonName: 'Rogue CA' });
@@ -32,11 +32,7 @@ const listenerTLS: ListenerTLS = { secret: 'default/deathstar', sni: [{ secret: 
 type TT = typeof t;
 const serial = (pem: string) => new X509Certificate(pem).serialNumber;
 
-async function listen(t: TT, server: Server | ReturnType<typeof createSecureServer>): Promise<number> {
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
-  return (server.address() as AddressInfo).port;
-}
+const listen = listenLocal;
 
 interface Seen { authorized: boolean; san: string; error: string }
 const pairs = new Map<number, Seen>();
