@@ -47,8 +47,8 @@ export interface QuerySender {
 export interface DnsProxyOptions {
   readonly spec: DnsListener;
   readonly limits: Limits;
-  /** The current policy snapshot (read once per query). */
-  readonly snapshot: () => PolicySnapshot;
+  /** The current policy snapshot (read once per query); undefined ⇒ SERVFAIL. */
+  readonly snapshot: () => PolicySnapshot | undefined;
   readonly fqdn?: FqdnCache;
   readonly flows?: DnsFlowRecorder;
 }
@@ -88,6 +88,7 @@ export class DnsProxy {
   #dstFor: PolicySnapshot | undefined;
   #dst: Identity | undefined;
   #dstKnown = false;
+  #fqdnFor: PolicySnapshot | undefined;
 
   constructor(private readonly opts: DnsProxyOptions) {
     this.#rejectRcode = opts.spec.rejectResponseCode === 'nameError' ? RCODE.NXDOMAIN : RCODE.REFUSED;
@@ -147,11 +148,18 @@ export class DnsProxy {
       reply(encodeReply(q, RCODE.SERVFAIL));
       return;
     }
-    let snap: PolicySnapshot;
+    let snap: PolicySnapshot | undefined;
     let src: Identity;
     let dst: Identity | undefined;
     try {
       snap = this.opts.snapshot();
+      if (!snap) throw new Error('no policy snapshot');
+      // A policy swap: re-label every learned IP under the new toFQDNs selectors
+      // (once per swap; the reference compare is all a query pays otherwise).
+      if (snap !== this.#fqdnFor && this.opts.fqdn) {
+        this.#fqdnFor = snap;
+        this.opts.fqdn.setSnapshot(snap);
+      }
       src = snap.identityForIP(client.address);
       dst = this.#serverIdentity(snap);
     } catch {

@@ -14,7 +14,9 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { DnsListener, Limits } from '../config/proxy-config.js';
 import type { PolicySnapshot } from '../policy/types.js';
-import type { FqdnCache } from '../fqdn/cache.js';
+import type { IPCacheOverlay } from '../identity/ipcache.js';
+import { FqdnCache } from '../fqdn/cache.js';
+import { IPCacheFqdnSink } from '../fqdn/ipcache-sink.js';
 import { DnsProxy } from '../dns/server.js';
 import type { DnsFlowRecorder } from '../dns/flow.js';
 import { FrameReader, TcpUpstreamConn, frame } from '../dns/upstream.js';
@@ -22,8 +24,15 @@ import { FrameReader, TcpUpstreamConn, frame } from '../dns/upstream.js';
 export interface DnsListenerOptions {
   readonly spec: DnsListener;
   readonly limits: Limits;
-  readonly snapshot: () => PolicySnapshot;
+  /** The snapshot in force (undefined before the first: queries get SERVFAIL). */
+  readonly snapshot: () => PolicySnapshot | undefined;
+  /**
+   * The FQDN cache. Absent: the listener makes one whose IPs go into the overlay of
+   * the snapshot's IP cache (`ipcache.overlay`, shared across reloads by the store),
+   * or into `ipOverlay` when given.
+   */
   readonly fqdn?: FqdnCache;
+  readonly ipOverlay?: IPCacheOverlay;
   readonly flows?: DnsFlowRecorder;
   /** Idle timeout of client TCP connections (default min(limits.idleTimeoutMs, 10 s)). */
   readonly tcpIdleTimeoutMs?: number;
@@ -33,8 +42,16 @@ export interface RunningDnsListener {
   readonly name: string;
   readonly host: string;
   readonly port: number;
+  readonly address: net.AddressInfo;
+  readonly bound: boolean;
   readonly proxy: DnsProxy;
-  close(): Promise<void>;
+  readonly fqdn: FqdnCache;
+  close(drainMs?: number): Promise<void>;
+}
+
+/** The overlay a snapshot's IP cache writes FQDN IPs to, when it exposes one. */
+function overlayOf(s: PolicySnapshot | undefined): IPCacheOverlay | undefined {
+  return (s as { ipcache?: { overlay?: IPCacheOverlay } } | undefined)?.ipcache?.overlay;
 }
 
 async function bindBoth(host: string, port: number): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
@@ -77,13 +94,33 @@ async function bindBoth(host: string, port: number): Promise<{ udp: dgram.Socket
 
 export async function startDnsListener(opts: DnsListenerOptions): Promise<RunningDnsListener> {
   const { spec, limits } = opts;
-  const proxy = new DnsProxy(opts);
+  let fqdn = opts.fqdn;
+  const ownsFqdn = fqdn === undefined;
+  if (!fqdn) {
+    const fixed = opts.ipOverlay;
+    const current = (): PolicySnapshot => {
+      const s = opts.snapshot();
+      if (!s) throw new Error('no policy snapshot');
+      return s;
+    };
+    const sinkOverlay = {
+      upsert: (p: string, id: Parameters<IPCacheOverlay['upsert']>[1]) => (fixed ?? overlayOf(current()))?.upsert(p, id),
+      remove: (p: string) => (fixed ?? overlayOf(current()))?.remove(p) ?? false,
+    } as IPCacheOverlay;
+    fqdn = new FqdnCache(new IPCacheFqdnSink(sinkOverlay, current), {
+      minTtlSeconds: limits.dnsMinTtlSeconds,
+      maxIpsPerName: limits.dnsMaxIpsPerHostname,
+    });
+    fqdn.start();
+  }
+  const proxy = new DnsProxy({ ...opts, fqdn });
   await proxy.start();
   let sockets: { udp: dgram.Socket; tcp: net.Server; port: number };
   try {
     sockets = await bindBoth(spec.host, spec.port);
   } catch (e) {
     proxy.close();
+    if (ownsFqdn) fqdn.stop();
     throw e;
   }
   const { udp, tcp } = sockets;
@@ -130,18 +167,28 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
   });
   tcp.on('error', () => {});
 
+  let bound = true;
   return {
     name: spec.name,
     host: spec.host,
     port: sockets.port,
+    address: { address: spec.host, family: net.isIPv6(spec.host) ? 'IPv6' : 'IPv4', port: sockets.port },
+    get bound() {
+      return bound;
+    },
     proxy,
-    async close() {
+    fqdn,
+    async close(drainMs = 0) {
+      bound = false;
+      // Stop taking new queries; give the ones in flight up to drainMs to finish.
+      tcp.close();
+      udp.removeAllListeners('message');
+      const until = Date.now() + Math.max(0, drainMs);
+      while (proxy.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
       for (const c of conns) c.destroy();
-      await Promise.all([
-        new Promise<void>((r) => tcp.close(() => r())),
-        new Promise<void>((r) => udp.close(() => r())),
-      ]);
+      await new Promise<void>((r) => udp.close(() => r()));
       proxy.close();
+      if (ownsFqdn) fqdn.stop();
     },
   };
 }
