@@ -97,7 +97,7 @@ export function parseYaml(text: string): ParsedYaml {
   try {
     docs = parseAllDocuments(src, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, merge: true });
   } catch (err) {
-    errors.push({ line: 1, col: 1, message: `YAML: ${err instanceof Error ? err.message : String(err)}` });
+    errors.push({ line: 1, col: 1, message: `${err instanceof Error ? err.message : String(err)}` });
     return { documents, errors, warnings };
   }
   // An empty stream comes back as an EmptyStream (an array with an `empty` flag).
@@ -111,7 +111,8 @@ export function parseYaml(text: string): ParsedYaml {
       if (e.code !== 'DUPLICATE_KEY') fatal = true;
     }
     for (const w of doc.warnings) warnings.push({ ...loc(w.pos[0]), message: w.message });
-    if (fatal || doc.contents === null) continue;
+    // `---` followed by nothing is an empty document, not an error.
+    if (fatal || doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue;
     const problems: YamlProblem[] = [];
     let budget = MAX_EXPANDED_NODES;
     const convert = (node: unknown, fallback: Loc, depth: number): YNode => {
@@ -119,7 +120,10 @@ export function parseYaml(text: string): ParsedYaml {
       if (isAlias(node)) {
         const target = node.resolve(doc);
         const at = node.range ? loc(node.range[0]) : fallback;
-        if (!target) return { kind: 'scalar', value: null, ...at };
+        if (!target) {
+          problems.push({ ...at, message: `unresolved alias *${node.source}` });
+          return { kind: 'scalar', value: null, ...at };
+        }
         if (depth > 64) throw new AliasBudgetExceeded();
         return convert(target, at, depth + 1);
       }
@@ -170,7 +174,7 @@ export function parseYaml(text: string): ParsedYaml {
     } catch (err) {
       if (!(err instanceof AliasBudgetExceeded)) throw err;
       const start = doc.contents.range ? loc(doc.contents.range[0]) : { line: 1, col: 1 };
-      errors.push({ ...start, message: 'YAML: too many alias expansions (alias bomb?); document skipped' });
+      errors.push({ ...start, message: 'too many alias expansions (alias bomb?); document skipped' });
     }
   }
   return { documents, errors, warnings };
