@@ -290,15 +290,15 @@ export function validateProxyConfigSpec(spec: Fields): ProxyConfigSpec | undefin
   const addrs = new Map<string, string>();
   if (admin && admin.port !== 0) addrs.set(`${admin.host.toLowerCase()}:${admin.port}`, 'spec.admin');
   for (const { f, i } of spec.maps('listeners') ?? []) {
+    // Names are checked before the listener itself, so a duplicate is reported
+    // even when the first listener of that name had errors of its own.
+    const rawName = f.node_('name');
+    const name = rawName?.kind === 'scalar' && typeof rawName.value === 'string' ? rawName.value : undefined;
+    const prevName = name !== undefined ? names.get(name) : undefined;
+    if (prevName) f.error('name', `listener name ${JSON.stringify(name)} is already used by ${prevName}`);
+    else if (name !== undefined) names.set(name, f.path);
     const l = readListener(f);
-    if (!l) continue;
-    const path = f.path;
-    const prevName = names.get(l.name);
-    if (prevName) {
-      f.error('name', `listener name ${JSON.stringify(l.name)} is already used by ${prevName}`);
-      continue;
-    }
-    names.set(l.name, path);
+    if (!l || prevName) continue;
     // Port 0 asks the OS for a free port, so two of them never collide.
     const key = `${l.host.toLowerCase()}:${l.port}`;
     const prevAddr = addrs.get(key);
