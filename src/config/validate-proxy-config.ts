@@ -167,7 +167,7 @@ function readUpstreamTLS(f: Fields): UpstreamTLS {
 
 const COMMON = ['name', 'mode', 'address', 'sourceIdentity'];
 const BY_MODE: Record<(typeof MODES)[number], readonly string[]> = {
-  ingress: [...COMMON, 'endpoint', 'upstream', 'upstreamTLS', 'tls', 'l3DenyAction'],
+  ingress: [...COMMON, 'endpoint', 'upstream', 'endpointPort', 'upstreamTLS', 'tls', 'l3DenyAction'],
   egress: [...COMMON, 'upstreamCA'],
   dns: [...COMMON, 'upstream', 'rejectResponseCode', 'serverEndpoint'],
 };
@@ -208,9 +208,11 @@ function readListener(f: Fields): ListenerSpec | undefined {
       f.error('sourceIdentity', 'clientCertificate needs tls.clientAuth request or require');
     }
     const l3DenyAction = f.oneOf('l3DenyAction', ['forbidden', 'reset']) ?? 'forbidden';
+    const endpointPort = f.int('endpointPort', { min: 1, max: 65535 });
     if (endpoint && upstream && addr && name) {
       const l: IngressListener = {
         name, mode, address: addr.address, host: addr.host, port: addr.port, endpoint, upstream,
+        ...(endpointPort !== undefined ? { endpointPort } : {}),
         ...(upstreamTLS ? { upstreamTLS } : {}), ...(tls ? { tls } : {}), sourceIdentity, l3DenyAction,
       };
       out = l;
