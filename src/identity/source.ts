@@ -118,7 +118,9 @@ export function identityFromClientCertificate(
 
 /**
  * Read what the identity walk needs off a TLS socket. An empty object from
- * getPeerCertificate() means no certificate was sent.
+ * getPeerCertificate() means no certificate was sent. The socket must come from a
+ * tls.Server (e.g. ListenerCertificates.terminator()): on a bare server-side
+ * `new TLSSocket(...)` node never sets `authorized`, so no identity would result.
  */
 export function clientCertificateOf(socket: {
   readonly authorized: boolean;

@@ -18,7 +18,7 @@
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import { createSecureContext, type SecureContext, type TLSSocket, type TlsOptions, type Server as TlsServer } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type SecureContext, type TLSSocket, type TlsOptions, type Server as TlsServer } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import type { ListenerTLS } from '../config/proxy-config.js';
 import type { SecretDoc } from '../config/documents.js';
@@ -66,6 +66,12 @@ export interface ServerTLSOptions extends TlsOptions {
   requestCert: boolean;
   rejectUnauthorized: boolean;
   ca?: string;
+  /**
+   * The default certificate's prebuilt context. `new tls.TLSSocket(sock, {isServer,
+   * ...opts})` uses it instead of parsing key and cert again on every connection;
+   * tls.createServer ignores it and builds its default from key/cert/ca.
+   */
+  secureContext: SecureContext;
 }
 
 function indexSecrets(secrets: SecretSource): ReadonlyMap<string, SecretDoc> {
@@ -265,7 +271,23 @@ export class ListenerCertificates {
       requestCert: t.clientAuth !== 'none',
       rejectUnauthorized: t.clientAuth === 'require',
       ...(t.clientCA ? { ca: t.clientCA } : {}),
+      secureContext: t.defaultCert.context,
     };
+  }
+
+  /**
+   * A tls.Server that never listens: hand it accepted sockets (after any PROXY
+   * header) with `terminator.emit('connection', socket)` and take TLS sockets from
+   * its 'secureConnection' event. Use this rather than `new tls.TLSSocket(socket,
+   * {isServer: true, ...})`: node sets `authorized` / `authorizationError` (and
+   * enforces `rejectUnauthorized`) only in tls.Server's connection handling, so a
+   * bare server-side TLSSocket reports every client certificate as unverified.
+   * Attached, so `reload` swaps its default context. Listen for 'tlsClientError'.
+   */
+  terminator(extra: TlsOptions = {}): TlsServer {
+    const server = createTlsServer({ ...this.serverOptions(), ...extra });
+    this.attach(server);
+    return server;
   }
 
   /** Remember a server so `reload` can also swap its no-SNI default context. */

@@ -221,3 +221,49 @@ async function serverSide(c: Conn): Promise<Seen> {
   if (!srv) throw new Error('server socket not found');
   return srv;
 }
+
+t.test('terminator (the ingress pattern): SNI, client auth, reload; a bare TLSSocket never verifies', async (t) => {
+  const { createServer: createNetServer } = await import('node:net');
+  const { TLSSocket } = await import('node:tls');
+  const certs = ListenerCertificates.load({ ...listenerTLS, clientAuth: 'request' }, secrets);
+  const terminator = certs.terminator({ handshakeTimeout: 5000 });
+  terminator.on('tlsClientError', () => {});
+  terminator.on('secureConnection', (s: TLSSocket) => {
+    s.on('error', () => {});
+    pairs.set(s.remotePort ?? -1, { authorized: s.authorized, san: s.getPeerCertificate().subjectaltname ?? '', error: String(s.authorizationError ?? '') });
+    s.end('hello');
+  });
+  const front = createNetServer((raw) => { raw.on('error', () => {}); terminator.emit('connection', raw); });
+  const port = await listen(t, front);
+  for (const [sni, want] of [['rebel.test', rebel.certPem], ['x.empire.test', wild.certPem], [undefined, deathstar.certPem]] as const) {
+    const c = await dial(port, { ...(sni ? { servername: sni } : {}), rejectUnauthorized: sni !== undefined, cert: client.certPem, key: client.keyPem });
+    t.equal(c.serial, serial(want), `SNI ${sni ?? '(none)'}`);
+    t.equal((await serverSide(c)).authorized, true, `client verified (SNI ${sni ?? 'none'})`);
+  }
+  const rogue = await serverSide(await dial(port, { servername: 'rebel.test', cert: rogueClient.certPem, key: rogueClient.keyPem }));
+  t.equal(rogue.authorized, false);
+  const rebel2 = makeLeaf(ca, { dns: ['rebel.test'] });
+  const deathstar2 = makeLeaf(ca, { dns: ['deathstar.default.svc', 'localhost'], ips: ['127.0.0.1'] });
+  certs.reload({ ...listenerTLS, clientAuth: 'request' }, [leafSecret('default/deathstar', deathstar2), leafSecret('default/wild', wild), leafSecret('default/rebel', rebel2)]);
+  const after = await dial(port, { servername: 'rebel.test' });
+  t.equal(after.serial, serial(rebel2.certPem), 'SNI cert reloaded');
+  after.socket.destroy();
+  const afterDefault = await dial(port, { rejectUnauthorized: false });
+  t.equal(afterDefault.serial, serial(deathstar2.certPem), 'default reloaded (terminator attached)');
+  afterDefault.socket.destroy();
+
+  // Why the terminator exists: a bare server-side TLSSocket with the same options
+  // never sets `authorized`, even for a trusted certificate.
+  const bare = createNetServer((raw) => {
+    raw.on('error', () => {});
+    const s = new TLSSocket(raw, { isServer: true, ...certs.serverOptions() } as import('node:tls').TLSSocketOptions);
+    s.on('error', () => raw.destroy());
+    s.once('secure', () => {
+      pairs.set(s.remotePort ?? -1, { authorized: s.authorized, san: '', error: '' });
+      s.end('hello');
+    });
+  });
+  const barePort = await listen(t, bare);
+  t.equal((await serverSide(await dial(barePort, { servername: 'rebel.test', cert: client.certPem, key: client.keyPem }))).authorized, false,
+    'bare TLSSocket: authorized stays false (use terminator())');
+});
