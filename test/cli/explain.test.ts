@@ -34,7 +34,7 @@ spec:
   ingress:
   - toPorts:
     - ports:
-      - port: "80a"
+      - port: "99999"
         protocol: TCP
 ---
 apiVersion: cilium.io/v2
