@@ -89,25 +89,106 @@ export interface DnsRuleText {
 /**
  * Compile a list of DNS rules into one matcher (GeneratePattern): no rules, or any
  * pattern that reduces to "all", allows every name.
+ *
+ * Cilium joins every pattern into one regex `^(?:r1|r2|…)$`. With RE2 that stops
+ * scaling somewhere past a few hundred alternatives (the DFA outgrows its memory
+ * budget and RE2 falls back to the NFA: ~400 µs per name at 1,000 patterns, measured
+ * with bench/dns.ts). So the same alternation is split, without changing what it
+ * accepts: each pattern's trailing run of literal labels (`*.zone1.example.org.` →
+ * `zone1.example.org`) places it in a trie keyed by labels from the right, and each
+ * trie node holds the joined regex of its patterns (in chunks of at most 32). A
+ * pattern can only match names ending in its literal labels, so a query tests only
+ * the nodes on its own label path: at most (labels + 1) small regexes, whatever the
+ * number of patterns.
  */
+const CHUNK = 32;
+
+interface TrieNode {
+  readonly children: Map<string, TrieNode>;
+  readonly sources: string[];
+  res: RE2[];
+}
+
+const newNode = (): TrieNode => ({ children: new Map(), sources: [], res: [] });
+
+/** Labels of a name or sanitized pattern, trailing dot removed ("." → [""]). */
+function labelsOf(x: string): string[] {
+  return (x.endsWith('.') ? x.slice(0, -1) : x).split('.');
+}
+
+/** The trailing labels of a sanitized pattern that contain no `*`, right to left. */
+function literalTail(sanitized: string): string[] {
+  const lead = /^\*\*+\./.exec(sanitized);
+  const labels = labelsOf(lead ? sanitized.slice(lead[0].length) : sanitized);
+  const out: string[] = [];
+  for (let i = labels.length - 1; i >= 0; i--) {
+    const l = labels[i]!;
+    if (l.includes('*')) break;
+    out.push(l);
+  }
+  return out;
+}
+
+function insert(root: TrieNode, tail: readonly string[], source: string): void {
+  let node = root;
+  for (const l of tail) {
+    let next = node.children.get(l);
+    if (!next) {
+      next = newNode();
+      node.children.set(l, next);
+    }
+    node = next;
+  }
+  node.sources.push(source);
+}
+
+function finish(node: TrieNode): void {
+  for (let i = 0; i < node.sources.length; i += CHUNK) {
+    node.res.push(new RE2(`^(?:${node.sources.slice(i, i + CHUNK).join('|')})$`));
+  }
+  for (const c of node.children.values()) finish(c);
+}
+
+function testNode(node: TrieNode, q: string): boolean {
+  for (const re of node.res) if (re.test(q)) return true;
+  return false;
+}
+
 export function compileDnsRules(rules: readonly DnsRuleText[]): DnsMatcher {
-  const parts: string[] = [];
   const texts: string[] = [];
   let matchAll = rules.length === 0;
+  const root = newNode();
   for (const r of rules) {
     if (r.matchPattern !== undefined) {
       texts.push(`matchPattern:${r.matchPattern}`);
       if (isMatchAll(r.matchPattern)) matchAll = true;
-      else parts.push(patternToRegexSource(r.matchPattern));
+      else insert(root, literalTail(sanitizePattern(r.matchPattern)), patternToRegexSource(r.matchPattern));
     } else if (r.matchName !== undefined) {
       texts.push(`matchName:${r.matchName}`);
-      parts.push(nameToRegexSource(r.matchName));
+      insert(root, labelsOf(toFQDN(r.matchName.toLowerCase())).reverse(), nameToRegexSource(r.matchName));
     }
   }
   const source = texts.join(' ') || '*';
   if (matchAll) return { source, matchAll: true, test: () => true };
-  const re = new RE2(`^(?:${parts.join('|')})$`);
-  return { source, matchAll: false, test: (q: string) => re.test(q) };
+  finish(root);
+  return {
+    source,
+    matchAll: false,
+    test(q: string): boolean {
+      let node: TrieNode | undefined = root;
+      if (testNode(node, q)) return true;
+      let end = q.endsWith('.') ? q.length - 1 : q.length;
+      for (;;) {
+        // Same labels as labelsOf(): "." has one empty label, "a..b." has "a", "", "b".
+        const dot = end === 0 ? -1 : q.lastIndexOf('.', end - 1);
+        node = node.children.get(q.slice(dot + 1, end));
+        if (!node) return false;
+        if (testNode(node, q)) return true;
+        if (dot < 0) return false;
+        end = dot;
+      }
+    },
+  };
 }
 
 /** One pattern as an anchored matcher (toFQDNs selectors, tests). */
