@@ -139,13 +139,9 @@ export class UdpUpstream {
     ps.pending.set(id, { q, cb, deadline: Date.now() + this.#opts.timeoutMs });
     ps.uses++;
     this.stats.sent++;
-    ps.sock.send(msg, (err) => {
-      if (err && ps.pending.get(id)?.q === q) {
-        ps.pending.delete(id);
-        this.stats.errors++;
-        cb('error');
-      }
-    });
+    // No send callback: libuv then tries a synchronous send first (the cheaper path).
+    // A failed send surfaces as an 'error' event and the query times out (SERVFAIL).
+    ps.sock.send(msg);
     if (ps.uses >= this.#opts.rotateAfter && !ps.retired) this.#rotate(ps);
   }
 

@@ -192,7 +192,7 @@ export class TestDnsUpstream {
     const how = this.#bad.get(fqdn(question.name));
     const rd = (q.flags ?? 0) & dnsPacket.RECURSION_DESIRED;
     const flags = rd | dnsPacket.RECURSION_AVAILABLE;
-    const wantsAddr = question.type === 'A' || question.type === 'AAAA' || question.type === 'ANY';
+    const wantsAddr = question.type === 'A' || question.type === 'AAAA' || (question.type as string) === 'ANY';
     let answers = wantsAddr ? this.#records(question.name) : [];
     if (question.type === 'A') answers = answers.filter((a) => a.type !== 'AAAA');
     if (question.type === 'AAAA') answers = answers.filter((a) => a.type !== 'A');
