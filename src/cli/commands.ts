@@ -8,7 +8,10 @@ import { EXIT, processIo, type Io } from './args.js';
 type Command = (argv: readonly string[], io: Io) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  run: { summary: 'run every listener in a config directory', load: async () => (await import('./run.js')).runRun },
   check: { summary: 'validate a config directory', load: async () => (await import('./check.js')).runCheck },
+  demo: { summary: 'the Star Wars demo: deathstar API behind l7warden (npm start)', load: async () => (await import('./demo.js')).runDemo },
+  certs: { summary: 'make a CA and leaf certificates into certs/', load: async () => (await import('./certs.js')).runCerts },
   explain: { summary: 'trace a request through the policy without traffic', load: async () => (await import('./explain.js')).runExplain },
 };
 

@@ -194,7 +194,11 @@ export class IngressListenerServer {
       socket.pause();
       socket.unshift(buf);
       if (prefixMatches) this.#servers.h2.emit('connection', socket);
-      else this.#servers.h1.emit('connection', socket);
+      else {
+        this.#servers.h1.emit('connection', socket);
+        // We paused it; the HTTP/1 server's 'data' listener does not undo an explicit pause.
+        process.nextTick(() => socket.resume());
+      }
     };
     const onClose = () => clearTimeout(timer);
     socket.on('data', onData);

@@ -8,6 +8,7 @@
  * everything it throws on (pitfall 4).
  */
 import { Pool, type Dispatcher } from 'undici';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
 import type { Limits, Upstream } from '../config/proxy-config.js';
 import type { Downstream } from '../http/downstream.js';
 import { filterResponseHeaders } from '../http/downstream.js';
@@ -140,7 +141,7 @@ export class H1Upstream {
       method: method as Dispatcher.HttpMethod,
       path,
       headers,
-      body: ds.body,
+      body: ds.body && ds.protocol === 'HTTP/2' ? detachable(ds.body) : ds.body,
       // Do not reuse a connection whose response came early (CL.0 family).
       reset: false,
       idempotent: false,
@@ -157,6 +158,17 @@ export class H1Upstream {
   async close(): Promise<void> {
     await this.pool.destroy().catch(() => {});
   }
+}
+
+/**
+ * undici destroys a stream body once it has read it; destroying an HTTP/2 server
+ * stream resets it before the response is sent. Relay through a PassThrough
+ * (pipeline leaves the source alone on success and destroys both on error).
+ */
+function detachable(body: Readable): Readable {
+  const pass = new PassThrough();
+  pipeline(body, pass, () => {});
+  return pass;
 }
 
 export function isIpLiteral(h: string): boolean {
