@@ -153,14 +153,14 @@ export class H2Upstream {
       });
     }
 
-    up.on('response', (headers) => {
+    up.on('response', (headers, flags: number) => {
       gotResponse = true;
       clearTimeout(timer);
       status = Number(headers[':status']) || 502;
       if (status < 200) return;
       const out = filterResponseHeaders(headers as Record<string, string | string[] | undefined>);
       try {
-        if (up.endAfterHeaders) {
+        if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0 || up.endAfterHeaders) {
           // Trailers-only (gRPC error): keep it one HEADERS frame with END_STREAM.
           ds.respond(status, out, true);
           finish(status);
