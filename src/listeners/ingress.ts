@@ -48,6 +48,8 @@ export class IngressListenerServer {
   readonly #h2?: H2Upstream;
   readonly #certs?: ListenerCertificates;
   readonly #sockets = new Set<net.Socket>();
+  readonly #connInfo = new WeakMap<net.Socket, ConnInfo>();
+  readonly #tls?: tls.Server;
   #bound = false;
 
   constructor(spec: IngressListener, deps: IngressDeps) {
@@ -86,7 +88,10 @@ export class IngressListenerServer {
       ...(wsTarget ? { ws: wsTarget } : {}),
     };
     this.#servers = createProtocolServers(ctx);
-    if (spec.tls) this.#certs = ListenerCertificates.load(spec.tls, deps.secrets);
+    if (spec.tls) {
+      this.#certs = ListenerCertificates.load(spec.tls, deps.secrets);
+      this.#tls = this.#makeTlsServer(this.#certs);
+    }
     this.#net = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#onConnection(s));
     this.#net.maxConnections = deps.limits.maxConnectionsPerListener;
     this.#net.on('error', () => {});
@@ -146,22 +151,27 @@ export class IngressListenerServer {
   }
 
   #afterProxy(socket: net.Socket, info: ConnInfo): void {
-    if (!this.#certs) {
+    if (!this.#tls) {
       this.#sniff(socket, info);
       return;
     }
-    const opts = this.#certs.serverOptions();
-    const tlsSocket = new tls.TLSSocket(socket, {
-      isServer: true,
-      ...opts,
-      server: undefined,
-    } as tls.TLSSocketOptions);
-    tlsSocket.on('error', () => socket.destroy());
-    const timer = setTimeout(() => tlsSocket.destroy(), this.#limits.tlsHandshakeTimeoutMs);
-    timer.unref();
-    tlsSocket.once('secure', () => {
-      clearTimeout(timer);
-      if (opts.rejectUnauthorized && !tlsSocket.authorized) {
+    this.#connInfo.set(socket, info);
+    this.#tls.emit('connection', socket);
+    socket.resume();
+  }
+
+  /** A non-listening tls.Server does the handshakes (SNI, ALPN, client certificates, timeout). */
+  #makeTlsServer(certs: ListenerCertificates): tls.Server {
+    const opts = certs.serverOptions();
+    const server = tls.createServer({ ...opts, handshakeTimeout: this.#limits.tlsHandshakeTimeoutMs });
+    certs.attach(server);
+    server.on('tlsClientError', (_err, s) => s.destroy());
+    server.on('error', () => {});
+    server.on('secureConnection', (tlsSocket: tls.TLSSocket) => {
+      tlsSocket.on('error', () => {});
+      const raw = (tlsSocket as unknown as { _parent?: net.Socket })._parent;
+      const info = raw ? this.#connInfo.get(raw) : undefined;
+      if (!info) {
         tlsSocket.destroy();
         return;
       }
@@ -174,7 +184,7 @@ export class IngressListenerServer {
       if (tlsSocket.alpnProtocol === 'h2') this.#servers.h2.emit('connection', tlsSocket);
       else this.#servers.h1.emit('connection', tlsSocket);
     });
-    socket.resume();
+    return server;
   }
 
   /** Cleartext: HTTP/2 prior knowledge starts with the preface; anything else is HTTP/1. */
