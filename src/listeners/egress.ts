@@ -1,0 +1,531 @@
+/**
+ * The `egress` listener: the FQDN egress gate (SPEC.md "Who uses it" 3). One TCP
+ * port serves
+ *
+ *  1. an HTTP forward proxy — absolute-form requests, each decided with the source's
+ *     egress policy and its HTTP attributes (egress/request.ts);
+ *  2. CONNECT tunnels — `CONNECT host:port`: a name is resolved through the DNS
+ *     listener (egress/resolve.ts), the resulting IP decided at L3/L4; denied ⇒ 403,
+ *     nothing dialled; allowed ⇒ one of
+ *       - the rule has `terminatingTLS`: intercept — terminate TLS with the rule's
+ *         certificate, decide every HTTP request inside with the L7 rules and
+ *         re-originate verified TLS to the decided IP (servername = the CONNECT name);
+ *       - the port has HTTP rules for this peer but no terminatingTLS: the tunnel is
+ *         parsed as plaintext HTTP/1.1 and every request decided (TLS inside fails
+ *         to parse: 400, closed — fail closed, as Envoy's HTTP filter would);
+ *       - DNS rules on the port: refused (a tunnel would bypass DNS inspection);
+ *       - otherwise: dial exactly the decided IP and splice;
+ *  3. transparent connections — on a listener whose `sourceIdentity` lists
+ *     `proxyProtocol`, a PROXY header whose destination is not this listener is the
+ *     original destination: decided at L3/L4 (denied ⇒ TCP reset, nothing dialled),
+ *     then intercepted / parsed / spliced as for CONNECT. A PROXY header naming
+ *     this listener itself (a load balancer in front of the forward proxy), or a
+ *     LOCAL header, makes the connection a forward-proxy connection.
+ *
+ * Source identity: the listener's `sourceIdentity` methods (PROXY source, else the
+ * peer address in the IP cache). The snapshot is read once per request / tunnel.
+ */
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { EgressListener, Limits } from '../config/proxy-config.js';
+import type { SecretDoc } from '../config/documents.js';
+import type { PolicySnapshot, Verdict } from '../policy/types.js';
+import type { DnsProxy } from '../dns/server.js';
+import type { FlowPeer, HttpFlowInfo } from '../observe/flow.js';
+import type { Identity } from '../identity/identity.js';
+import { isValidAuthority } from '../http/canonical-path.js';
+import { DENY_BODY } from '../http/enforce.js';
+import { certificateOf } from '../tls/cert-store.js';
+import { normalizeIP } from '../identity/ipcache.js';
+import { readProxyHeader, type ProxyAddress } from './proxy-protocol.js';
+import { EgressFlowRecorder } from '../egress/flow.js';
+import { EgressUpstreams } from '../egress/upstreams.js';
+import { ResolveMemo, resolveThroughDns } from '../egress/resolve.js';
+import {
+  attachConn,
+  decideIps,
+  egressConnOf,
+  handleEgressRequest,
+  resolveFailureStatus,
+  sourceOf,
+  splitAuthority,
+  type EgressConn,
+  type EgressContext,
+  type Tunnel,
+} from '../egress/request.js';
+import type { FlowSink } from '../observe/sink.js';
+
+export interface EgressDeps {
+  readonly limits: Limits;
+  readonly snapshot: () => PolicySnapshot | undefined;
+  readonly flows: FlowSink;
+  readonly nodeName?: string;
+  readonly secrets: readonly SecretDoc[];
+  /** The DNS proxy names are resolved through (the `dnsListener`'s); undefined ⇒ IP literals only. */
+  readonly resolver: () => DnsProxy | undefined;
+}
+
+function stripV4Mapped(a: string): string {
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+function statusLine(status: number): string {
+  return http.STATUS_CODES[status] ?? 'Error';
+}
+
+/** Answer a CONNECT (or a request on a raw socket) and close. */
+function rawReply(socket: Duplex, status: number, body: string): void {
+  if (socket.destroyed) return;
+  socket.end(
+    `HTTP/1.1 ${status} ${statusLine(status)}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** A TCP reset when possible (transparent denial), else a plain destroy. */
+function reset(socket: Duplex): void {
+  const s = socket as Duplex & { resetAndDestroy?: () => void };
+  if (typeof s.resetAndDestroy === 'function') {
+    try {
+      s.resetAndDestroy();
+      return;
+    } catch {
+      /* not a TCP socket */
+    }
+  }
+  socket.destroy();
+}
+
+export class EgressListenerServer {
+  readonly spec: EgressListener;
+  readonly #limits: Limits;
+  readonly #net: net.Server;
+  readonly #http: http.Server;
+  readonly #ctx: EgressContext;
+  readonly #upstreams: EgressUpstreams;
+  readonly #sockets = new Set<Duplex>();
+  #bound = false;
+  #port = 0;
+
+  constructor(spec: EgressListener, deps: EgressDeps) {
+    this.spec = spec;
+    this.#limits = deps.limits;
+    this.#upstreams = new EgressUpstreams({
+      limits: deps.limits,
+      secrets: deps.secrets,
+      ...(spec.upstreamCA ? { upstreamCA: spec.upstreamCA } : {}),
+      idleMs: deps.limits.idleTimeoutMs,
+    });
+    this.#ctx = {
+      spec,
+      limits: deps.limits,
+      snapshot: deps.snapshot,
+      flows: new EgressFlowRecorder(deps.flows, deps.nodeName ?? 'l7warden'),
+      resolver: deps.resolver,
+      upstreams: this.#upstreams,
+    };
+    const limits = deps.limits;
+    const h1 = http.createServer({
+      maxHeaderSize: limits.maxRequestHeadersKb * 1024,
+      insecureHTTPParser: false,
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
+      connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(limits.headersTimeoutMs / 4))),
+      requireHostHeader: true,
+      joinDuplicateHeaders: false,
+    });
+    h1.maxHeadersCount = limits.maxHeadersCount + 1;
+    h1.timeout = limits.idleTimeoutMs;
+    h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      try {
+        handleEgressRequest(this.#ctx, req, res);
+      } catch {
+        if (!res.headersSent) {
+          res.shouldKeepAlive = false;
+          res.writeHead(500, { 'content-type': 'text/plain', 'content-length': 5, connection: 'close' });
+          res.end('500\r\n');
+        } else res.destroy();
+      }
+    });
+    h1.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => {});
+      this.#onConnect(req, socket, head).catch(() => socket.destroy());
+    });
+    // WebSocket and other upgrades are not tunnelled on egress (yet): an explicit answer.
+    h1.on('upgrade', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => {});
+      rawReply(socket, 400, 'upgrade is not served on the egress listener\r\n');
+    });
+    h1.on('clientError', (_err: Error, socket: Duplex) => {
+      if (socket.writable) rawReply(socket, 400, '400\r\n');
+      else socket.destroy();
+    });
+    this.#http = h1;
+    this.#net = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#onConnection(s));
+    this.#net.maxConnections = limits.maxConnectionsPerListener;
+    this.#net.on('error', () => {});
+  }
+
+  get bound(): boolean {
+    return this.#bound;
+  }
+
+  listen(): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onErr = (err: Error) => reject(err);
+      this.#net.once('error', onErr);
+      this.#net.listen({ host: this.spec.host, port: this.spec.port }, () => {
+        this.#net.off('error', onErr);
+        this.#bound = true;
+        const a = this.#net.address() as AddressInfo;
+        this.#port = a.port;
+        resolve(a);
+      });
+    });
+  }
+
+  #track(s: Duplex): void {
+    this.#sockets.add(s);
+    s.once('close', () => this.#sockets.delete(s));
+  }
+
+  #onConnection(socket: net.Socket): void {
+    socket.on('error', () => {});
+    this.#track(socket);
+    const remoteIp = stripV4Mapped(socket.remoteAddress ?? '');
+    const conn: EgressConn = {
+      remoteIp,
+      remotePort: socket.remotePort ?? 0,
+      localIp: stripV4Mapped(socket.localAddress ?? ''),
+      localPort: socket.localPort ?? 0,
+      srcIp: remoteIp,
+      srcPort: socket.remotePort ?? 0,
+      cachedVersion: -1,
+    };
+    if (!this.spec.sourceIdentity.includes('proxyProtocol')) {
+      this.#serveHttp(socket, conn);
+      return;
+    }
+    readProxyHeader(socket, { timeoutMs: this.#limits.headersTimeoutMs }).then(
+      (hdr) => {
+        conn.proxyHeader = hdr;
+        if (hdr.command === 'PROXY' && hdr.source) {
+          conn.srcIp = stripV4Mapped(hdr.source.address);
+          conn.srcPort = hdr.source.port;
+        }
+        if (hdr.rest.length > 0) socket.unshift(hdr.rest);
+        const dest = hdr.command === 'PROXY' ? hdr.destination : undefined;
+        if (dest && !this.#isSelf(dest, conn)) this.#onTransparent(socket, conn, dest);
+        else this.#serveHttp(socket, conn);
+      },
+      () => socket.destroy(),
+    );
+  }
+
+  /** A PROXY destination that is this listener: the client meant the forward proxy. */
+  #isSelf(dest: ProxyAddress, conn: EgressConn): boolean {
+    if (dest.port !== this.#port) return false;
+    const d = normalizeIP(dest.address);
+    return d !== undefined && (d === normalizeIP(conn.localIp) || d === normalizeIP(this.spec.host));
+  }
+
+  #serveHttp(socket: net.Socket, conn: EgressConn): void {
+    attachConn(socket, conn);
+    this.#http.emit('connection', socket);
+    process.nextTick(() => socket.resume());
+  }
+
+  /** The tunnel's HTTP requests go through the same server, with the destination fixed. */
+  #serveTunnelHttp(socket: Duplex, conn: EgressConn, tunnel: Tunnel): void {
+    conn.tunnel = tunnel;
+    attachConn(socket, conn);
+    this.#http.emit('connection', socket);
+    process.nextTick(() => (socket as net.Socket).resume?.());
+  }
+
+  async #onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const start = process.hrtime.bigint();
+    const conn = egressConnOf(socket);
+    if (!conn || conn.tunnel) {
+      rawReply(socket, 400, 'CONNECT is not served here\r\n');
+      return;
+    }
+    if (req.rawHeaders.length / 2 > this.#limits.maxHeadersCount) {
+      rawReply(socket, 431, '431\r\n');
+      return;
+    }
+    const target = req.url ?? '';
+    if (!isValidAuthority(target)) {
+      rawReply(socket, 400, 'CONNECT needs host:port\r\n');
+      return;
+    }
+    const { host, port } = splitAuthority(target, 0);
+    if (port === 0 || host === '') {
+      rawReply(socket, 400, 'CONNECT needs host:port\r\n');
+      return;
+    }
+    const snap = this.#ctx.snapshot();
+    if (!snap) {
+      rawReply(socket, 503, 'no policy loaded\r\n');
+      return;
+    }
+    const src = sourceOf(this.#ctx, conn, snap);
+    const literal = net.isIP(host) !== 0;
+    const names = literal ? undefined : [host];
+    const info: HttpFlowInfo = { method: 'CONNECT', url: target, protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1' };
+    let ips: readonly string[] | undefined;
+    const memo = (conn.memo ??= new ResolveMemo());
+    ips = memo.get(host, snap.version, Date.now());
+    if (!ips) {
+      const r = await resolveThroughDns(this.#ctx.resolver(), host, { address: conn.srcIp, port: conn.srcPort }, this.#limits.dnsUpstreamTimeoutMs + 1000);
+      if (!r.ok) {
+        const f = resolveFailureStatus(r.reason);
+        rawReply(socket, f.status, f.body);
+        if (f.status === 403) this.#recordRefused(snap, conn, src, info, port, start, names);
+        return;
+      }
+      ips = r.ips;
+      if (names) memo.set(host, ips, r.ttl, snap.version, Date.now());
+    }
+    if (socket.destroyed) return;
+    const d = decideIps(snap, src, ips, port, undefined, undefined);
+    const flows = this.#ctx.flows;
+    const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
+    const dstPeer: FlowPeer = { ip: d.ip, port, identity: d.dst };
+    flows.request(snap, srcPeer, dstPeer, info, d.v, names);
+    const respond = (code: number) => flows.response(snap, srcPeer, dstPeer, info, d.v.type, code, start, names);
+    if (!d.v.allowed || this.#parserOf(d.v) === 'dns') {
+      rawReply(socket, 403, DENY_BODY.toString('latin1'));
+      respond(403);
+      return;
+    }
+    const est = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+    const term = d.v.egress?.terminatingTLS;
+    if (term) {
+      let opts: tls.TlsOptions;
+      try {
+        opts = this.#upstreams.terminating(term);
+      } catch {
+        rawReply(socket, 502, 'interception certificate unusable\r\n');
+        respond(502);
+        return;
+      }
+      socket.write(est);
+      respond(200);
+      if (head.length > 0) socket.unshift(head);
+      this.#intercept(socket, conn, opts, { ip: d.ip, port, ...(literal ? {} : { name: host }), originatingTLS: d.v.egress?.originatingTLS });
+      return;
+    }
+    if (this.#parserOf(d.v) === 'http') {
+      socket.write(est);
+      respond(200);
+      if (head.length > 0) socket.unshift(head);
+      this.#serveTunnelHttp(socket, conn, { ip: d.ip, port, tls: false, ...(literal ? {} : { name: host }) });
+      return;
+    }
+    this.#dial(d.ip, port, socket, head, {
+      connected: () => {
+        socket.write(est);
+        respond(200);
+      },
+      failed: (timeout) => {
+        const status = timeout ? 504 : 503;
+        rawReply(socket, status, timeout ? 'upstream timeout\r\n' : 'upstream unavailable\r\n');
+        respond(status);
+      },
+    });
+  }
+
+  /** The L7 parser the applying rules want on this connection, if any. */
+  #parserOf(v: Verdict): 'http' | 'dns' | undefined {
+    if (v.type !== 'L7') return undefined;
+    const e = v.egress?.type === 'L7' ? v.egress.l7 : undefined;
+    const i = v.ingress?.type === 'L7' ? v.ingress.l7 : undefined;
+    if (e === 'dns' || i === 'dns') return 'dns';
+    return e ?? i;
+  }
+
+  #recordRefused(snap: PolicySnapshot, conn: EgressConn, src: Identity, info: HttpFlowInfo, port: number, start: bigint, names: readonly string[] | undefined): void {
+    const flows = this.#ctx.flows;
+    if (!flows.active) return;
+    const v: Verdict = { allowed: false, type: 'L3_L4', dropReason: 'POLICY_DENIED', decidedBy: 'egress', headerActions: [] };
+    const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
+    const dstPeer: FlowPeer = { ip: '0.0.0.0', port, identity: snap.identityForIP('0.0.0.0') };
+    flows.request(snap, srcPeer, dstPeer, info, v, names);
+    flows.response(snap, srcPeer, dstPeer, info, 'L3_L4', 403, start, names);
+  }
+
+  /** Terminate the client's TLS; the HTTP inside goes to the request handler with the tunnel fixed. */
+  #intercept(
+    socket: Duplex,
+    conn: EgressConn,
+    opts: tls.TlsOptions,
+    t: { ip: string; port: number; name?: string; originatingTLS?: Tunnel['originatingTLS'] },
+  ): void {
+    const tlsSocket = new tls.TLSSocket(socket as net.Socket, { isServer: true, ...opts, server: undefined } as tls.TLSSocketOptions);
+    tlsSocket.on('error', () => socket.destroy());
+    // As the ingress listener does: the raw socket may be paused (PROXY header read).
+    (socket as net.Socket).resume?.();
+    this.#track(tlsSocket);
+    const timer = setTimeout(() => tlsSocket.destroy(), this.#limits.tlsHandshakeTimeoutMs);
+    timer.unref();
+    tlsSocket.once('close', () => clearTimeout(timer));
+    tlsSocket.once('secure', () => {
+      clearTimeout(timer);
+      const sn = (tlsSocket as tls.TLSSocket & { servername?: string | false }).servername;
+      const sni = typeof sn === 'string' && sn ? sn.toLowerCase() : undefined;
+      const served = certificateOf(tlsSocket);
+      const inner: EgressConn = {
+        remoteIp: conn.remoteIp,
+        remotePort: conn.remotePort,
+        localIp: conn.localIp,
+        localPort: conn.localPort,
+        ...(conn.proxyHeader ? { proxyHeader: conn.proxyHeader } : {}),
+        srcIp: conn.srcIp,
+        srcPort: conn.srcPort,
+        cachedVersion: -1,
+      };
+      const name = t.name ?? sni;
+      this.#serveTunnelHttp(tlsSocket, inner, {
+        ip: t.ip,
+        port: t.port,
+        tls: true,
+        ...(name ? { name } : {}),
+        ...(sni ? { sni } : {}),
+        ...(t.originatingTLS ? { originatingTLS: t.originatingTLS } : {}),
+        ...(served ? { servedCert: served } : {}),
+      });
+    });
+  }
+
+  /** A transparent connection: the PROXY destination is the original destination. */
+  #onTransparent(socket: net.Socket, conn: EgressConn, dest: ProxyAddress): void {
+    const snap = this.#ctx.snapshot();
+    if (!snap) {
+      reset(socket);
+      return;
+    }
+    const ip = stripV4Mapped(dest.address);
+    const port = dest.port;
+    let d: ReturnType<typeof decideIps>;
+    let src: Identity;
+    try {
+      src = sourceOf(this.#ctx, conn, snap);
+      d = decideIps(snap, src, [ip], port, undefined, undefined);
+    } catch {
+      reset(socket);
+      return;
+    }
+    const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
+    const dstPeer: FlowPeer = { ip, port, identity: d.dst };
+    const parser = this.#parserOf(d.v);
+    const allowed = d.v.allowed && parser !== 'dns';
+    if (!allowed) {
+      this.#ctx.flows.connection(snap, srcPeer, dstPeer, d.v.allowed ? { ...d.v, allowed: false, dropReason: 'POLICY_DENIED' } : d.v);
+      reset(socket);
+      return;
+    }
+    const term = d.v.egress?.terminatingTLS;
+    if (term) {
+      let opts: tls.TlsOptions;
+      try {
+        opts = this.#upstreams.terminating(term);
+      } catch {
+        reset(socket);
+        return;
+      }
+      this.#intercept(socket, conn, opts, { ip, port, originatingTLS: d.v.egress?.originatingTLS });
+      return;
+    }
+    if (parser === 'http') {
+      this.#serveTunnelHttp(socket, conn, { ip, port, tls: false });
+      return;
+    }
+    this.#ctx.flows.connection(snap, srcPeer, dstPeer, d.v);
+    // The bytes after the PROXY header were unshifted; they flow once spliced.
+    this.#dial(ip, port, socket, Buffer.alloc(0), {
+      connected: () => {},
+      failed: () => reset(socket),
+    });
+  }
+
+  /**
+   * Dial exactly `ip:port`, then splice the client and the destination. `head` is
+   * sent first (bytes the client sent after CONNECT). Bounded: connect timeout, then
+   * the idle timeout on both sides.
+   */
+  #dial(ip: string, port: number, client: Duplex, head: Buffer, cb: { connected: () => void; failed: (timeout: boolean) => void }): void {
+    const up = net.connect({ host: ip, port, noDelay: true });
+    this.#track(up);
+    let settled = false;
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      up.destroy();
+      cb.failed(true);
+    }, this.#limits.upstreamConnectTimeoutMs);
+    timer.unref();
+    const onClientGone = () => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        up.destroy();
+      }
+    };
+    client.once('close', onClientGone);
+    up.once('error', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      cb.failed(false);
+    });
+    up.once('connect', () => {
+      if (settled) {
+        up.destroy();
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      client.off('close', onClientGone);
+      cb.connected();
+      if (head.length > 0) up.write(head);
+      splice(client, up, this.#limits.idleTimeoutMs);
+    });
+  }
+
+  async close(drainMs = this.#limits.drainTimeoutMs): Promise<void> {
+    this.#bound = false;
+    const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    this.#http.closeIdleConnections();
+    const deadline = Date.now() + drainMs;
+    while (this.#sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 25));
+      this.#http.closeIdleConnections();
+    }
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+    this.#http.close();
+    await this.#upstreams.close();
+  }
+}
+
+/** Copy both ways until either side closes; an idle tunnel is closed after `idleMs`. */
+function splice(a: Duplex, b: net.Socket, idleMs: number): void {
+  const kill = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.on('error', kill);
+  b.on('error', kill);
+  a.once('close', () => b.destroy());
+  b.once('close', () => a.destroy());
+  b.setTimeout(idleMs, kill);
+  const as = a as Duplex & { setTimeout?: (ms: number, cb: () => void) => void };
+  if (typeof as.setTimeout === 'function') as.setTimeout(idleMs, kill);
+  a.pipe(b);
+  b.pipe(a);
+  (a as net.Socket).resume?.();
+}
