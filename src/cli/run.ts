@@ -16,8 +16,12 @@ import type { ListenerSpec, ProxyConfigSpec } from '../config/proxy-config.js';
 import { DEFAULT_LIMITS } from '../config/proxy-config.js';
 import { FlowSink } from '../observe/sink.js';
 import { HttpFlowRecorder } from '../observe/flow.js';
+import { Metrics } from '../observe/metrics.js';
+import { FlowStream, metricsRoute } from '../observe/admin-routes.js';
+import { secretHeaderNames } from '../observe/hubble.js';
 import { IngressListenerServer } from '../listeners/ingress.js';
-import { startDnsListener } from '../listeners/dns.js';
+import { startDnsListener, type RunningDnsListener } from '../listeners/dns.js';
+import { EgressListenerServer } from '../listeners/egress.js';
 import { DnsFlowRecorder } from '../dns/flow.js';
 import { AdminServer } from '../admin/server.js';
 import { assertVerificationEnv } from '../tls/originate.js';
@@ -48,6 +52,8 @@ export interface RunningProxy {
   /** Swap the active snapshot (hot reload calls this). */
   setSnapshot(s: PolicySnapshot): void;
   readonly flows: FlowSink;
+  /** Every Prometheus metric (served at the admin address's /metrics). */
+  readonly metrics: Metrics;
   close(drainMs?: number): Promise<void>;
 }
 
@@ -77,12 +83,26 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     limits: DEFAULT_LIMITS,
     flowLog: { file: '', format: 'json', nodeName: 'l7warden' },
   };
-  const flows = new FlowSink({ file: opts.flowLogFile ?? spec.flowLog.file });
+  if (spec.listeners.length === 0) {
+    throw new WardenError('L7W_ERR_CONFIG', `${opts.configDir}: no listeners to run (a ProxyConfig document with spec.listeners is needed)`);
+  }
+  const flows = new FlowSink({
+    file: opts.flowLogFile ?? spec.flowLog.file,
+    ...(spec.flowLog.maxBytes !== undefined ? { maxBytes: spec.flowLog.maxBytes } : {}),
+    ...(spec.flowLog.maxFiles !== undefined ? { maxFiles: spec.flowLog.maxFiles } : {}),
+    // The admin address serves /flows?last=N from this ring.
+    recent: spec.admin ? 4096 : 0,
+  });
   if (opts.onFlow) flows.subscribe(opts.onFlow);
-  const httpFlows = new HttpFlowRecorder(flows, spec.flowLog.nodeName || 'l7warden');
-  const dnsFlows = new DnsFlowRecorder(flows, spec.flowLog.nodeName || 'l7warden');
+  const metrics = new Metrics();
+  metrics.policyReload(true);
+  metrics.trackGauge(metrics.flowRecordsDropped, () => flows.dropped);
+  const nodeName = spec.flowLog.nodeName || 'l7warden';
+  const httpFlows = new HttpFlowRecorder(flows, nodeName, { metrics, redactHeaders: secretHeaderNames(loaded.docs) });
+  const dnsFlows = new DnsFlowRecorder(flows, nodeName, { metrics });
 
   const servers: Closable[] = [];
+  const dnsByName = new Map<string, RunningDnsListener>();
   const listeners: RunningListener[] = [];
   let admin: AdminServer | undefined;
   let adminAddr: AddressInfo | undefined;
@@ -101,6 +121,10 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
   try {
     if (spec.admin) {
       admin = new AdminServer(readiness);
+      const stream = new FlowStream(flows, { nodeName });
+      metrics.trackGauge(metrics.flowReadersDropped, () => stream.dropped);
+      admin.routes.set('/flows', stream.route);
+      admin.routes.set('/metrics', metricsRoute(metrics));
       adminAddr = await admin.listen(spec.admin.host, opts.ephemeralPorts ? 0 : spec.admin.port);
     }
     for (const l of spec.listeners) {
@@ -114,6 +138,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
             secrets: loaded.docs.secrets,
           });
           servers.push(srv);
+          metrics.trackConnections(l.name, l.mode, () => srv.openConnections);
           const address = await srv.listen();
           listeners.push({ name: l.name, mode: l.mode, address });
           break;
@@ -122,12 +147,28 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
           // DNS proxy (src/listeners/dns.ts): UDP + TCP on one address.
           const srv = await startDnsListener({ spec: bindSpec, limits: spec.limits, snapshot, flows: dnsFlows });
           servers.push(srv);
+          metrics.trackConnections(l.name, l.mode, () => srv.openConnections);
+          dnsByName.set(l.name, srv);
           listeners.push({ name: l.name, mode: l.mode, address: srv.address });
           break;
         }
-        case 'egress':
-          // Started by its own module (egress work); not part of this listener set yet.
-          throw new WardenError('L7W_ERR_CONFIG', `listener ${l.name}: mode ${l.mode} is not served by this build yet`);
+        case 'egress': {
+          // Forward proxy + CONNECT + transparent (src/listeners/egress.ts). Names resolve
+          // through the named dns listener (or the only one), looked up per request.
+          const dnsName = bindSpec.dnsListener ?? spec.listeners.find((x) => x.mode === 'dns')?.name;
+          const srv = new EgressListenerServer(bindSpec, {
+            limits: spec.limits,
+            snapshot,
+            flows,
+            nodeName: spec.flowLog.nodeName || 'l7warden',
+            secrets: loaded.docs.secrets,
+            resolver: () => (dnsName !== undefined ? dnsByName.get(dnsName)?.proxy : undefined),
+          });
+          servers.push(srv);
+          const address = await srv.listen();
+          listeners.push({ name: l.name, mode: l.mode, address });
+          break;
+        }
       }
     }
   } catch (err) {
@@ -140,8 +181,10 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     snapshot,
     setSnapshot(s: PolicySnapshot) {
       current = s;
+      metrics.policyReload(true);
     },
     flows,
+    metrics,
     close: closeAll,
   };
 }

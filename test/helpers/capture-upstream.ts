@@ -55,6 +55,12 @@ export async function startCaptureUpstream(host = '127.0.0.1'): Promise<CaptureU
     req.on('error', () => {});
   });
   server.keepAliveTimeout = 30_000;
+  // Upgraded sockets leave the server's own bookkeeping: track every socket to close it.
+  const sockets = new Set<import('node:net').Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   await new Promise<void>((r) => server.listen(0, host, r));
   const port = (server.address() as AddressInfo).port;
   return {
@@ -66,6 +72,7 @@ export async function startCaptureUpstream(host = '127.0.0.1'): Promise<CaptureU
     close: () =>
       new Promise((r) => {
         server.closeAllConnections();
+        for (const s of sockets) s.destroy();
         server.close(() => r());
       }),
   };
