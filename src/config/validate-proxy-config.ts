@@ -268,11 +268,20 @@ function readFlowLog(f: Fields | undefined): FlowLogSpec {
     }
   };
   if (!f) return { file: '-', format: 'json', nodeName: nodeName() };
-  f.checkKnown(['file', 'format', 'nodeName']);
+  f.checkKnown(['file', 'format', 'nodeName', 'maxBytes', 'maxFiles']);
   const file = f.str('file') ?? '-';
   f.oneOf('format', ['json']);
   const node = f.str('nodeName', { nonEmpty: true });
-  return { file, format: 'json', nodeName: node ?? nodeName() };
+  // Size bound and rotation of a flow log file (observability, issue 5).
+  const maxBytes = f.int('maxBytes', { min: 4096, max: Number.MAX_SAFE_INTEGER });
+  const maxFiles = f.int('maxFiles', { min: 1, max: 1000 });
+  return {
+    file,
+    format: 'json',
+    nodeName: node ?? nodeName(),
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+    ...(maxFiles !== undefined ? { maxFiles } : {}),
+  };
 }
 
 /** Validate a ProxyConfig `spec` map. */

@@ -205,6 +205,7 @@ export class DnsProxy {
       if (err || !answer) {
         out = encodeReply(q, RCODE.SERVFAIL);
         this.stats.servfail++;
+        flows?.upstreamError(this.opts.spec.name, err ?? 'error');
       } else {
         const a = this.#answer(q, answer, client.transport);
         out = a.out;

@@ -193,8 +193,8 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     const ps = conn.proxySrc;
     srcPeer = { ip: ps ? ps.ip : conn.remoteIp, port: ps ? ps.port : conn.remotePort, identity: src };
     dstPeer = { ip: ep.ips[0] ?? ctx.upstreamIp, port: ctx.port, identity: ep.identity };
-    info = { method: p.method, url: `${conn.tls ? 'https' : 'http'}://${p.authority}${p.path}`, protocol: ds.protocol };
-    ctx.flows.request(snap, srcPeer, dstPeer, info, v);
+    info = { method: p.method, url: `${conn.tls ? 'https' : 'http'}://${p.authority}${p.path}`, protocol: ds.protocol, headers: p.raw, grpc: p.grpc };
+    ctx.flows.request(snap, srcPeer, dstPeer, info, v, ctx.spec.l3DenyAction === 'reset');
   }
   if (!v.allowed) {
     if (v.type === 'L3_L4' && ctx.spec.l3DenyAction === 'reset') {
@@ -202,7 +202,8 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
       return;
     }
     deny(ds, p.grpc);
-    if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, p.grpc && ds.protocol === 'HTTP/2' ? 200 : 403, p.start);
+    const grpcDeny = p.grpc && ds.protocol === 'HTTP/2';
+    if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, grpcDeny ? 200 : 403, p.start, grpcDeny ? 7 : undefined);
     return;
   }
   const ps = conn.proxySrc;
@@ -221,7 +222,8 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     },
     onFailure(f) {
       const status = failureReply(ds, p.grpc, f);
-      if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, status, p.start);
+      ctx.flows.upstreamError(ctx.spec.name, f);
+      if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, status, p.start, p.grpc && ds.protocol === 'HTTP/2' ? 14 : undefined);
     },
   };
   if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
@@ -386,8 +388,8 @@ export function decideUpgrade(ctx: EnforceContext, req: IncomingMessage): Upgrad
   const ps = conn.proxySrc;
   const srcPeer: FlowPeer = { ip: ps ? ps.ip : conn.remoteIp, port: ps ? ps.port : conn.remotePort, identity: src };
   const dstPeer: FlowPeer = { ip: ep.ips[0] ?? ctx.upstreamIp, port: ctx.port, identity: ep.identity };
-  const info: HttpFlowInfo = { method, url: `${conn.tls ? 'https' : 'http'}://${authority}${canon.path}`, protocol: 'HTTP/1.1' };
-  if (flowsOn) ctx.flows.request(snap, srcPeer, dstPeer, info, v);
+  const info: HttpFlowInfo = { method, url: `${conn.tls ? 'https' : 'http'}://${authority}${canon.path}`, protocol: 'HTTP/1.1', headers: req.rawHeaders };
+  if (flowsOn) ctx.flows.request(snap, srcPeer, dstPeer, info, v, ctx.spec.l3DenyAction === 'reset');
   if (!v.allowed) {
     const reset = v.type === 'L3_L4' && ctx.spec.l3DenyAction === 'reset';
     if (flowsOn && !reset) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, 403, start);

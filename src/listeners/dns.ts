@@ -46,6 +46,8 @@ export interface RunningDnsListener {
   readonly bound: boolean;
   readonly proxy: DnsProxy;
   readonly fqdn: FqdnCache;
+  /** TCP client connections open now (the l7warden_open_connections gauge). */
+  readonly openConnections: number;
   close(drainMs?: number): Promise<void>;
 }
 
@@ -175,6 +177,9 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
     address: { address: spec.host, family: net.isIPv6(spec.host) ? 'IPv6' : 'IPv4', port: sockets.port },
     get bound() {
       return bound;
+    },
+    get openConnections() {
+      return conns.size;
     },
     proxy,
     fqdn,

@@ -101,6 +101,11 @@ export class IngressListenerServer {
     return this.#bound;
   }
 
+  /** Client connections open now (the l7warden_open_connections gauge). */
+  get openConnections(): number {
+    return this.#sockets.size;
+  }
+
   /** The certificate table, for reloads by the owner. */
   get certificates(): ListenerCertificates | undefined {
     return this.#certs;

@@ -1,15 +1,41 @@
 /**
- * Flow records for HTTP decisions, in Hubble's JSON shape (CILIUM-SEMANTICS.md §5.1):
- * `{"flow": {...}, "node_name": …, "time": …}`. One REQUEST record per decision
- * (verdict DROPPED when denied) and one RESPONSE record (source/destination swapped,
- * `is_reply: true`, `code`, `latency_ns`). Records are plain objects handed to the
- * FlowSink, which serialises them in batches off the request path; nothing here
- * runs when the sink has no reader.
+ * Flow records for HTTP/gRPC decisions and L3/L4 decisions, in Hubble's JSON shape
+ * (CILIUM-SEMANTICS.md §5.1): `{"flow": {...}, "node_name": …, "time": …}`.
+ *
+ * - One REQUEST record per decision (verdict DROPPED when denied, with
+ *   `drop_reason`/`drop_reason_desc` and `*_denied_by`), and one RESPONSE record
+ *   (source/destination swapped, `is_reply: true`, `code`, `latency_ns`); a denied
+ *   request's response record carries the 403 (gRPC: 200 with grpc-status 7), as
+ *   Cilium's access log does (Denied entry, then Response entry).
+ * - `l7.http.headers`: request headers, Go-canonical keys, sorted, sensitive values
+ *   `HUBBLE_REDACTED` (Authorization, Cookie, Set-Cookie, Proxy-Authorization and
+ *   every header a policy matches against a Secret).
+ * - gRPC calls are HTTP/2 records with an extra `l7.http.grpc: {service, method}`
+ *   (Hubble's HTTP message has no gRPC fields; jq scripts ignore the extra key),
+ *   plus `status` on a response the proxy answered itself (7 denied, 14 unavailable).
+ * - `connection()` records a plain L3/L4 decision (a TCP connection with no HTTP):
+ *   `Type: L3_L4`, event type 5 (policy verdict) or 1 (drop).
+ *
+ * Cost: the hot path allocates one small record object holding references (peers,
+ * snapshot, verdict, the raw header array); the Hubble object is built by
+ * `toJSON()` when the sink serialises its batch, off the request path. Metrics are
+ * counted here too (pre-bound children), with or without a flow log.
  */
 import type { Identity } from '../identity/identity.js';
-import type { RuleRef } from '../policy/api.js';
 import type { Verdict, PolicySnapshot } from '../policy/types.js';
 import type { FlowSink } from './sink.js';
+import type { Metrics } from './metrics.js';
+import {
+  DEFAULT_REDACTED_HEADERS,
+  DROP_REASON_CODE,
+  EVENT,
+  LazyHeaders,
+  endpointOf,
+  grpcNames,
+  ipVersion,
+  newUuid,
+  policyFields,
+} from './hubble.js';
 
 export interface FlowPeer {
   readonly ip: string;
@@ -21,71 +47,149 @@ export interface HttpFlowInfo {
   readonly method: string;
   readonly url: string; // scheme://authority/path
   readonly protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
+  /** The request's raw headers `[name, value, …]` as parsed (pseudo-headers are skipped). */
+  readonly headers?: readonly string[];
+  /** A gRPC call (content-type application/grpc…). */
+  readonly grpc?: boolean;
+  /** Default INGRESS (ingress listener); the egress listener says EGRESS. */
+  readonly direction?: 'INGRESS' | 'EGRESS';
 }
 
-interface HubbleEndpoint {
-  ID?: number;
-  identity: number;
-  namespace?: string;
-  labels: readonly string[];
-  pod_name?: string;
+export interface FlowRecorderOptions {
+  readonly metrics?: Metrics;
+  /** Extra header names (lowercase) whose values are redacted, e.g. secret-backed headerMatches. */
+  readonly redactHeaders?: Iterable<string>;
 }
 
-function endpointOf(id: Identity, snapshot: PolicySnapshot): HubbleEndpoint {
-  const ep = snapshot.endpointByIdentity(id.id);
-  const e: HubbleEndpoint = { identity: id.id, labels: id.labels };
-  if (id.namespace) e.namespace = id.namespace;
-  if (ep) e.pod_name = ep.name;
-  return e;
+const enum Kind {
+  Request,
+  Response,
+  Connection,
 }
 
-function policyOf(r: RuleRef): { name: string; namespace?: string; kind: string } {
-  return r.namespace ? { name: r.name, namespace: r.namespace, kind: r.kind } : { name: r.name, kind: r.kind };
-}
+/** One flow, serialised lazily (see the module comment). */
+class HttpRecord {
+  #uuid: string | undefined;
+  constructor(
+    private readonly kind: Kind,
+    private readonly timeMs: number,
+    private readonly node: string,
+    private readonly snapshot: PolicySnapshot,
+    private readonly src: FlowPeer,
+    private readonly dst: FlowPeer,
+    private readonly http: HttpFlowInfo | undefined,
+    private readonly v: Verdict | undefined,
+    private readonly type: 'L3_L4' | 'L7',
+    private readonly code: number,
+    private readonly latencyNs: bigint,
+    private readonly redact: ReadonlySet<string>,
+    private readonly reset: boolean,
+    private readonly grpcStatus: number | undefined,
+    private readonly transport: 'TCP' | 'UDP',
+    private readonly direction: 'INGRESS' | 'EGRESS',
+  ) {}
 
-function ipVersion(ip: string): 'IPv4' | 'IPv6' {
-  return ip.includes(':') ? 'IPv6' : 'IPv4';
+  toJSON(): object {
+    const time = new Date(this.timeMs).toISOString();
+    this.#uuid ??= newUuid();
+    const reply = this.kind === Kind.Response;
+    // Responses go from the destination back to the source (Hubble swaps them).
+    const from = reply ? this.dst : this.src;
+    const to = reply ? this.src : this.dst;
+    const v = this.v;
+    const dropped = v !== undefined && !v.allowed;
+    const reason = dropped ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
+    const f: Record<string, unknown> = { time, uuid: this.#uuid, verdict: dropped ? 'DROPPED' : 'FORWARDED' };
+    if (reason) f.drop_reason = DROP_REASON_CODE[reason];
+    f.IP = { source: from.ip, destination: to.ip, ipVersion: ipVersion(from.ip) };
+    const l4: Record<string, unknown> = { source_port: from.port, destination_port: to.port };
+    if (this.kind === Kind.Connection) l4.flags = { SYN: true };
+    f.l4 = { [this.transport]: l4 };
+    f.source = endpointOf(from.identity, this.snapshot);
+    f.destination = endpointOf(to.identity, this.snapshot);
+    f.Type = this.type;
+    f.node_name = this.node;
+    const h = this.http;
+    let summary: string;
+    if (h) {
+      const http: Record<string, unknown> = {};
+      if (reply) http.code = this.code;
+      http.method = h.method;
+      http.url = h.url;
+      http.protocol = h.protocol;
+      if (!reply && h.headers) http.headers = new LazyHeaders(h.headers, this.redact);
+      if (h.grpc) {
+        const g = grpcNames(h.url);
+        if (g) http.grpc = this.grpcStatus !== undefined && reply ? { ...g, status: this.grpcStatus } : g;
+      }
+      f.l7 = reply
+        ? { type: 'RESPONSE', latency_ns: this.latencyNs.toString(), http }
+        : { type: 'REQUEST', http };
+      summary = reply
+        ? `${h.protocol} ${this.code} ${this.latencyNs / 1_000_000n}ms (${h.method} ${h.url})`
+        : `${h.protocol} ${h.method} ${h.url}`;
+    } else {
+      summary = `${this.transport} Flags: SYN`;
+    }
+    // An L3/L4 denial answered with a reset (or a bare connection decision) is a
+    // datapath-style drop / policy-verdict event; everything with an HTTP exchange
+    // is an L7 access-log event (129).
+    if (reason && (this.reset || this.kind === Kind.Connection)) {
+      f.event_type = { type: EVENT.drop, sub_type: DROP_REASON_CODE[reason] };
+    } else if (this.kind === Kind.Connection) {
+      f.event_type = { type: EVENT.policyVerdict };
+    } else {
+      f.event_type = { type: EVENT.l7 };
+    }
+    f.traffic_direction = this.direction;
+    if (reason) f.drop_reason_desc = reason;
+    f.is_reply = reply;
+    f.Summary = summary;
+    if (v && !reply) policyFields(v, this.snapshot.version, f);
+    return { flow: f, node_name: this.node, time };
+  }
 }
 
 export class HttpFlowRecorder {
+  readonly #metrics: Metrics | undefined;
+  readonly #redact: ReadonlySet<string>;
+
   constructor(
     private readonly sink: FlowSink,
     private readonly nodeName: string,
-  ) {}
+    opts: FlowRecorderOptions = {},
+  ) {
+    this.#metrics = opts.metrics;
+    this.#redact = new Set([...DEFAULT_REDACTED_HEADERS, ...[...(opts.redactHeaders ?? [])].map((h) => h.toLowerCase())]);
+  }
 
+  /** Should callers gather flow data at all (a flow reader or metrics)? */
   get active(): boolean {
-    return this.sink.active;
+    return this.sink.active || this.#metrics !== undefined;
   }
 
-  /** The REQUEST record for a decision. */
-  request(snapshot: PolicySnapshot, src: FlowPeer, dst: FlowPeer, http: HttpFlowInfo, v: Verdict): void {
-    if (!this.sink.active) return;
-    const time = new Date().toISOString();
-    const flow: Record<string, unknown> = {
-      time,
-      verdict: v.allowed ? 'FORWARDED' : 'DROPPED',
-      IP: { source: src.ip, destination: dst.ip, ipVersion: ipVersion(src.ip) },
-      l4: { TCP: { source_port: src.port, destination_port: dst.port } },
-      source: endpointOf(src.identity, snapshot),
-      destination: endpointOf(dst.identity, snapshot),
-      Type: v.type,
-      node_name: this.nodeName,
-      l7: { type: 'REQUEST', http: { method: http.method, url: http.url, protocol: http.protocol } },
-      event_type: { type: 129 },
-      traffic_direction: 'INGRESS',
-      is_reply: false,
-      Summary: `${http.protocol} ${http.method} ${http.url}`,
-    };
-    if (!v.allowed) {
-      flow.drop_reason_desc = v.dropReason ?? 'POLICY_DENIED';
-      if (v.rule) flow.ingress_denied_by = [policyOf(v.rule)];
-    } else if (v.rule) {
-      flow.ingress_allowed_by = [policyOf(v.rule)];
+  /**
+   * The REQUEST record for a decision. `reset`: the listener answers an L3/L4
+   * denial with a TCP reset (no HTTP response, no RESPONSE record follows).
+   */
+  request(snapshot: PolicySnapshot, src: FlowPeer, dst: FlowPeer, http: HttpFlowInfo, v: Verdict, reset = false): void {
+    const m = this.#metrics;
+    if (m) {
+      m.decision(v);
+      m.flow(v.type, 'HTTP', v.allowed ? 'FORWARDED' : 'DROPPED', 'HTTP');
+      if (!v.allowed) m.drop(v.dropReason ?? 'POLICY_DENIED', 'TCP');
+      m.httpRequest(http.method, http.protocol);
     }
-    this.sink.emit({ flow, node_name: this.nodeName, time });
+    if (!this.sink.active) return;
+    this.sink.emit(
+      new HttpRecord(Kind.Request, Date.now(), this.nodeName, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS'),
+    );
   }
 
-  /** The RESPONSE record: source and destination swapped, the status and latency added. */
+  /**
+   * The RESPONSE record: source and destination swapped, the status and latency
+   * added. `grpcStatus`: set when the proxy answered a gRPC call itself.
+   */
   response(
     snapshot: PolicySnapshot,
     src: FlowPeer,
@@ -94,29 +198,36 @@ export class HttpFlowRecorder {
     type: 'L3_L4' | 'L7',
     code: number,
     startNs: bigint,
+    grpcStatus?: number,
   ): void {
-    if (!this.sink.active) return;
-    const time = new Date().toISOString();
     const latency = process.hrtime.bigint() - startNs;
-    const flow = {
-      time,
-      verdict: 'FORWARDED',
-      IP: { source: dst.ip, destination: src.ip, ipVersion: ipVersion(src.ip) },
-      l4: { TCP: { source_port: dst.port, destination_port: src.port } },
-      source: endpointOf(dst.identity, snapshot),
-      destination: endpointOf(src.identity, snapshot),
-      Type: type,
-      node_name: this.nodeName,
-      l7: {
-        type: 'RESPONSE',
-        latency_ns: latency.toString(),
-        http: { code, method: http.method, url: http.url, protocol: http.protocol },
-      },
-      event_type: { type: 129 },
-      traffic_direction: 'INGRESS',
-      is_reply: true,
-      Summary: `${http.protocol} ${code} ${http.method} ${http.url}`,
-    };
-    this.sink.emit({ flow, node_name: this.nodeName, time });
+    const m = this.#metrics;
+    if (m) {
+      m.flow(type, 'HTTP', 'FORWARDED', 'HTTP');
+      m.httpResponse(http.method, code, Number(latency) / 1e9);
+    }
+    if (!this.sink.active) return;
+    this.sink.emit(
+      new HttpRecord(Kind.Response, Date.now(), this.nodeName, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS'),
+    );
+  }
+
+  /** An L3/L4 decision on a connection that carries no HTTP the proxy parses (egress tunnels, TCP). */
+  connection(snapshot: PolicySnapshot, src: FlowPeer, dst: FlowPeer, v: Verdict, direction: 'INGRESS' | 'EGRESS', transport: 'TCP' | 'UDP' = 'TCP'): void {
+    const m = this.#metrics;
+    if (m) {
+      m.decision(v);
+      m.flow('L3_L4', '', v.allowed ? 'FORWARDED' : 'DROPPED', transport);
+      if (!v.allowed) m.drop(v.dropReason ?? 'POLICY_DENIED', transport);
+    }
+    if (!this.sink.active) return;
+    this.sink.emit(
+      new HttpRecord(Kind.Connection, Date.now(), this.nodeName, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction),
+    );
+  }
+
+  /** An upstream failure (connect, timeout, reset, …) on a listener. */
+  upstreamError(listener: string, kind: string): void {
+    this.#metrics?.upstreamError(listener, kind);
   }
 }

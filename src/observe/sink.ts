@@ -1,10 +1,20 @@
 /**
  * Flow records leave the request path through this sink: `emit()` only pushes onto
- * a bounded in-memory queue; serialisation and writing happen in batches on a
- * later tick. When the queue is full (a slow disk or a stuck stdout), records are
- * dropped and counted instead of slowing the data path.
+ * a bounded in-memory queue; serialisation (records build their Hubble JSON in
+ * `toJSON()`) and writing happen in batches on a later tick. When the queue is full
+ * (a slow disk or a stuck stdout), records are dropped and counted instead of
+ * slowing the data path.
+ *
+ * Also kept here, fed by the same batches:
+ * - size-bounded files: with `maxBytes`, a file that would grow past it is rotated
+ *   (`F` → `F.1` → … → `F.<maxFiles-1>`, the oldest removed) asynchronously; records
+ *   keep queueing meanwhile;
+ * - an in-memory ring of the last `recent` lines (`/flows?last=N`);
+ * - subscribers, per line (`subscribe`) or per batch (`subscribeBatch`, the admin
+ *   stream, which bounds each reader itself).
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 
 export interface FlowSinkOptions {
@@ -12,9 +22,16 @@ export interface FlowSinkOptions {
   readonly file: string;
   /** Records held before dropping. */
   readonly maxQueue?: number;
+  /** Rotate the file before it grows past this many bytes (0/absent: never). */
+  readonly maxBytes?: number;
+  /** Files kept, the live one included (default 5 when maxBytes is set). */
+  readonly maxFiles?: number;
+  /** Lines kept in memory for `recent()` (0/absent: none). */
+  readonly recent?: number;
 }
 
 export type FlowListener = (line: string) => void;
+export type FlowBatchListener = (lines: readonly string[]) => void;
 
 export class FlowSink {
   #queue: object[] = [];
@@ -22,28 +39,69 @@ export class FlowSink {
   #out: Writable | undefined;
   #ownsOut = false;
   #blocked = false;
+  #rotating = false;
+  #pending = '';
+  #bytes = 0;
+  readonly #file: string;
   readonly #maxQueue: number;
+  readonly #maxBytes: number;
+  readonly #maxFiles: number;
   readonly #listeners = new Set<FlowListener>();
+  readonly #batchListeners = new Set<FlowBatchListener>();
+  readonly #ring: (string | undefined)[];
+  #ringNext = 0;
+  #ringSize = 0;
+  #ready: Promise<void> = Promise.resolve();
   /** Records dropped because the queue was full. */
   dropped = 0;
   /** Records written (or handed to listeners). */
   written = 0;
+  /** Rotations done. */
+  rotations = 0;
 
   constructor(opts: FlowSinkOptions) {
     this.#maxQueue = opts.maxQueue ?? 65_536;
+    this.#maxBytes = opts.maxBytes ?? 0;
+    this.#maxFiles = Math.max(1, opts.maxFiles ?? 5);
+    this.#ring = new Array<string | undefined>(Math.max(0, opts.recent ?? 0));
+    this.#file = opts.file;
     if (opts.file === '-') this.#out = process.stdout;
     else if (opts.file) {
-      const ws: WriteStream = createWriteStream(opts.file, { flags: 'a' });
-      ws.on('error', () => { this.#out = undefined; });
-      this.#out = ws;
+      this.#out = this.#open();
       this.#ownsOut = true;
+      // Appending to an existing file: count what is there towards maxBytes.
+      if (this.#maxBytes > 0) {
+        this.#ready = stat(opts.file).then(
+          (s) => {
+            this.#bytes += s.size;
+          },
+          () => {},
+        );
+      }
     }
-    this.#out?.on('drain', () => { this.#blocked = false; this.#schedule(); });
+    if (this.#out === process.stdout) this.#out.on('drain', () => this.#onDrain());
+  }
+
+  #open(): WriteStream {
+    const ws: WriteStream = createWriteStream(this.#file, { flags: 'a' });
+    ws.on('error', () => {
+      if (this.#out === ws) this.#out = undefined;
+    });
+    ws.on('drain', () => this.#onDrain());
+    return ws;
+  }
+
+  #onDrain(): void {
+    this.#blocked = false;
+    const pending = this.#pending;
+    this.#pending = '';
+    if (pending && this.#out) this.#write(pending);
+    this.#schedule();
   }
 
   /** Is anybody going to read records? Callers may skip building them when not. */
   get active(): boolean {
-    return this.#out !== undefined || this.#listeners.size > 0;
+    return this.#out !== undefined || this.#listeners.size > 0 || this.#batchListeners.size > 0 || this.#ring.length > 0;
   }
 
   emit(record: object): void {
@@ -56,14 +114,29 @@ export class FlowSink {
     this.#schedule();
   }
 
-  /** Follow every record as a JSON line (admin live stream, tests). */
+  /** Follow every record as a JSON line (tests, simple consumers). */
   subscribe(fn: FlowListener): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
 
+  /** Follow every batch of JSON lines (the admin live stream). */
+  subscribeBatch(fn: FlowBatchListener): () => void {
+    this.#batchListeners.add(fn);
+    return () => this.#batchListeners.delete(fn);
+  }
+
+  /** The last `n` lines serialised (at most the ring's size), oldest first. */
+  recent(n: number): string[] {
+    const size = this.#ring.length;
+    const take = Math.max(0, Math.min(n, this.#ringSize));
+    const out: string[] = [];
+    for (let i = take; i > 0; i--) out.push(this.#ring[(this.#ringNext - i + size) % size]!);
+    return out;
+  }
+
   #schedule(): void {
-    if (this.#scheduled || this.#blocked || this.#queue.length === 0) return;
+    if (this.#scheduled || this.#queue.length === 0) return;
     this.#scheduled = true;
     setImmediate(() => this.#flush());
   }
@@ -71,24 +144,87 @@ export class FlowSink {
   #flush(): void {
     this.#scheduled = false;
     const batch = this.#queue;
+    if (batch.length === 0) return;
     this.#queue = [];
+    const lines: string[] = new Array<string>(batch.length);
     let chunk = '';
-    for (const rec of batch) {
-      const line = JSON.stringify(rec);
+    const ring = this.#ring;
+    const ringLen = ring.length;
+    for (let i = 0; i < batch.length; i++) {
+      const line = JSON.stringify(batch[i]);
+      lines[i] = line;
       chunk += line + '\n';
       for (const fn of this.#listeners) fn(line);
+      if (ringLen > 0) {
+        ring[this.#ringNext] = line;
+        this.#ringNext = (this.#ringNext + 1) % ringLen;
+        if (this.#ringSize < ringLen) this.#ringSize++;
+      }
     }
+    for (const fn of this.#batchListeners) fn(lines);
     this.written += batch.length;
-    if (this.#out && chunk) {
-      if (!this.#out.write(chunk)) this.#blocked = true;
+    if (this.#out && chunk) this.#write(chunk);
+  }
+
+  /** Write a chunk, rotating first when it would take the file past maxBytes. */
+  #write(chunk: string): void {
+    if (this.#rotating || this.#blocked) {
+      // Held until the rotation finishes or the stream drains; bounded like the queue.
+      if (this.#pending.length < 64 * 1024 * 1024) this.#pending += chunk;
+      else this.dropped += countLines(chunk);
+      return;
+    }
+    const len = Buffer.byteLength(chunk);
+    if (this.#ownsOut && this.#maxBytes > 0 && this.#bytes > 0 && this.#bytes + len > this.#maxBytes) {
+      this.#pending += chunk;
+      void this.#rotate();
+      return;
+    }
+    this.#bytes += len;
+    if (!this.#out!.write(chunk)) this.#blocked = true;
+  }
+
+  async #rotate(): Promise<void> {
+    this.#rotating = true;
+    const old = this.#out as WriteStream | undefined;
+    try {
+      await this.#ready;
+      if (old) await new Promise<void>((resolve) => old.end(resolve));
+      const f = this.#file;
+      // F.(n-1) is the oldest kept; shift the others up by one.
+      await rm(`${f}.${this.#maxFiles - 1}`, { force: true });
+      for (let i = this.#maxFiles - 2; i >= 1; i--) await rename(`${f}.${i}`, `${f}.${i + 1}`).catch(() => {});
+      if (this.#maxFiles > 1) await rename(f, `${f}.1`).catch(() => {});
+      else await rm(f, { force: true });
+      this.rotations++;
+    } finally {
+      this.#bytes = 0;
+      if (this.#out === old && old !== undefined) this.#out = this.#open();
+      this.#rotating = false;
+      const pending = this.#pending;
+      this.#pending = '';
+      if (pending && this.#out) this.#write(pending);
     }
   }
 
   /** Write what is queued and close an owned file. */
   async close(): Promise<void> {
     this.#flush();
+    for (let i = 0; i < 200 && this.#rotating; i++) await new Promise((r) => setTimeout(r, 5));
     const out = this.#out;
+    if (out && this.#pending) {
+      out.write(this.#pending);
+      this.#pending = '';
+    }
     if (out && this.#ownsOut) await new Promise<void>((resolve) => out.end(resolve));
     this.#out = undefined;
+    this.#listeners.clear();
+    this.#batchListeners.clear();
   }
+}
+
+function countLines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  return n;
 }

@@ -1,0 +1,211 @@
+/**
+ * Pieces of Hubble's flow JSON shared by the HTTP and DNS recorders
+ * (CILIUM-SEMANTICS.md §5.1; `api/v1/flow/flow.proto`, protojson with proto field
+ * names): endpoints, policy references, drop reasons, header lists.
+ *
+ * Everything here is used when a record is *serialised* (the sink does that in
+ * batches, off the request path), except `endpointOf`, which is a cached lookup.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Identity } from '../identity/identity.js';
+import type { RuleRef } from '../policy/api.js';
+import type { ConfigDocs } from '../config/documents.js';
+import type { DirectionVerdict, DropReason, PolicySnapshot, Verdict } from '../policy/types.js';
+
+/** Hubble's numeric drop reasons (pkg/monitor/api/drop.go). */
+export const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = Object.freeze({
+  POLICY_DENIED: 133,
+  POLICY_DENY: 181,
+});
+
+/** event_type.type values (pkg/monitor/api/types.go). */
+export const EVENT = Object.freeze({ drop: 1, trace: 4, policyVerdict: 5, l7: 129 });
+
+export const REDACTED = 'HUBBLE_REDACTED';
+
+export interface HubbleEndpoint {
+  readonly identity: number;
+  readonly namespace?: string;
+  readonly labels: readonly string[];
+  readonly pod_name?: string;
+}
+
+export interface HubblePolicy {
+  readonly name: string;
+  readonly namespace?: string;
+  readonly kind: string;
+  readonly labels: readonly string[];
+  readonly revision: string;
+}
+
+// One endpoint object per (snapshot, identity): records share it, nothing is
+// rebuilt per request. Identities learned at run time add entries; the map goes
+// away with its snapshot.
+const endpointCache = new WeakMap<PolicySnapshot, Map<number, HubbleEndpoint>>();
+
+/** Hubble `Endpoint` for an identity: identity, namespace, labels, pod_name. */
+export function endpointOf(id: Identity, snapshot: PolicySnapshot): HubbleEndpoint {
+  let m = endpointCache.get(snapshot);
+  if (!m) {
+    m = new Map();
+    endpointCache.set(snapshot, m);
+  }
+  let e = m.get(id.id);
+  if (e === undefined || e.labels !== id.labels) {
+    const ep = snapshot.endpointByIdentity(id.id);
+    e = {
+      identity: id.id,
+      ...(id.namespace ? { namespace: id.namespace } : {}),
+      labels: id.labels,
+      ...(ep ? { pod_name: ep.name } : {}),
+    };
+    if (m.size < 65_536) m.set(id.id, e);
+  }
+  return e;
+}
+
+/**
+ * Hubble `Policy` for a rule: name, namespace, kind, the labels Cilium derives for
+ * a policy (`io.cilium.k8s.policy.*`), and the repository revision (our snapshot
+ * version, a uint64 and so a JSON string).
+ */
+export function policyOf(r: RuleRef, revision: number): HubblePolicy {
+  const labels = [
+    `k8s:io.cilium.k8s.policy.derived-from=${r.kind}`,
+    `k8s:io.cilium.k8s.policy.name=${r.name}`,
+    ...(r.namespace ? [`k8s:io.cilium.k8s.policy.namespace=${r.namespace}`] : []),
+  ];
+  return {
+    name: r.name,
+    ...(r.namespace ? { namespace: r.namespace } : {}),
+    kind: r.kind,
+    labels,
+    revision: String(revision),
+  };
+}
+
+/**
+ * `ingress_allowed_by` / `egress_allowed_by` / `ingress_denied_by` /
+ * `egress_denied_by` from a verdict: a denial names the denying direction's rule,
+ * an allow names the allowing rule of each enforced direction.
+ */
+export function policyFields(v: Verdict, revision: number, into: Record<string, unknown>): void {
+  if (!v.allowed) {
+    if (v.rule) into[v.decidedBy === 'egress' ? 'egress_denied_by' : 'ingress_denied_by'] = [policyOf(v.rule, revision)];
+    return;
+  }
+  const allowRule = (d: DirectionVerdict | undefined) => (d && d.enforced && d.allowed ? d.rule : undefined);
+  const eg = allowRule(v.egress);
+  const ing = allowRule(v.ingress);
+  if (eg) into.egress_allowed_by = [policyOf(eg, revision)];
+  if (ing) into.ingress_allowed_by = [policyOf(ing, revision)];
+  if (!eg && !ing && v.rule) into[v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'] = [policyOf(v.rule, revision)];
+}
+
+export function ipVersion(ip: string): 'IPv4' | 'IPv6' {
+  return ip.includes(':') ? 'IPv6' : 'IPv4';
+}
+
+export function newUuid(): string {
+  return randomUUID();
+}
+
+/** Go's textproto.CanonicalMIMEHeaderKey: `x-request-id` → `X-Request-Id`; invalid keys unchanged. */
+export function canonicalHeaderKey(k: string): string {
+  for (let i = 0; i < k.length; i++) {
+    const c = k.charCodeAt(i);
+    // token chars only (RFC 7230); anything else is returned as is, as Go does.
+    const token =
+      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || "!#$%&'*+-.^_`|~".includes(k[i]!);
+    if (!token) return k;
+  }
+  let out = '';
+  let upper = true;
+  for (let i = 0; i < k.length; i++) {
+    let ch = k[i]!;
+    if (upper) ch = ch.toUpperCase();
+    else ch = ch.toLowerCase();
+    out += ch;
+    upper = ch === '-';
+  }
+  return out;
+}
+
+const canonCache = new Map<string, string>();
+function canonical(k: string): string {
+  let c = canonCache.get(k);
+  if (c === undefined) {
+    c = canonicalHeaderKey(k);
+    if (canonCache.size < 4096) canonCache.set(k, c);
+  }
+  return c;
+}
+
+/** Header names whose values never reach a flow record (lowercase). */
+export const DEFAULT_REDACTED_HEADERS: readonly string[] = ['authorization', 'cookie', 'proxy-authorization', 'set-cookie'];
+
+/**
+ * Lowercase names of headers that policies match against Secret values
+ * (`headerMatches` with `secret`): their values are redacted in flows too.
+ */
+export function secretHeaderNames(docs: ConfigDocs): Set<string> {
+  const out = new Set<string>();
+  for (const p of docs.policies) {
+    for (const r of p.rules) {
+      for (const section of [r.ingress, r.ingressDeny, r.egress, r.egressDeny]) {
+        for (const pr of section) {
+          for (const port of pr.toPorts) {
+            for (const h of port.rules?.http ?? []) {
+              for (const m of h.headerMatches) if (m.secret) out.add(m.name.toLowerCase());
+            }
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Headers Envoy's access log does not list (they are in method/url) or hop-by-hop. */
+const SKIPPED = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'proxy-connection']);
+
+/**
+ * A request's headers as Hubble lists them, built only when the record is
+ * serialised: `[{key, value}]` sorted by key, Go-canonical keys, pseudo-headers and
+ * Host left out (they are the method and URL), sensitive values redacted. Holds the
+ * raw `[name, value, …]` array the server parsed (never mutated afterwards).
+ */
+export class LazyHeaders {
+  constructor(
+    private readonly raw: readonly string[],
+    private readonly redact: ReadonlySet<string>,
+  ) {}
+
+  toJSON(): { key: string; value: string }[] {
+    const out: { key: string; value: string }[] = [];
+    const raw = this.raw;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 0x3a /* ':' */) continue;
+      const lower = name.toLowerCase();
+      if (SKIPPED.has(lower)) continue;
+      out.push({ key: canonical(lower), value: this.redact.has(lower) ? REDACTED : raw[i + 1]! });
+    }
+    // Stable sort by key; several values of one header keep their order (Go's http.Header).
+    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return out;
+  }
+}
+
+/** `/pkg.Service/Method` → service and method (gRPC request paths). */
+export function grpcNames(url: string): { service: string; method: string } | undefined {
+  const scheme = url.indexOf('://');
+  const pathStart = scheme < 0 ? 0 : url.indexOf('/', scheme + 3);
+  if (pathStart < 0) return undefined;
+  let path = url.slice(pathStart);
+  const q = path.indexOf('?');
+  if (q >= 0) path = path.slice(0, q);
+  const parts = path.split('/');
+  if (parts.length !== 3 || !parts[1] || !parts[2]) return undefined;
+  return { service: parts[1], method: parts[2] };
+}

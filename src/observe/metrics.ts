@@ -1,0 +1,293 @@
+/**
+ * Every Prometheus metric l7warden exports, declared in this one module
+ * (prom-client 15.1.3, own Registry, served on the admin address at /metrics).
+ *
+ * Names: Hubble's where one exists (pkg/hubble/metrics: flow, drop, httpV2, dns),
+ * `l7warden_*` for the proxy's own. Label values are bounded: HTTP methods outside
+ * the standard set become `OTHER`, DNS qtypes outside a fixed set `OTHER`,
+ * ips_returned is capped at `10+`, status codes are 100–599, listener and policy
+ * names come from the configuration. No paths, hosts or IPs are ever label values.
+ *
+ * Hot path: recorders call the methods below, which increment label children bound
+ * once and looked up by a string/number/object key (no label object per request).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RuleRef } from '../policy/api.js';
+import type { Verdict } from '../policy/types.js';
+
+type Inc = { inc(v?: number): void };
+type Obs = { observe(v: number): void };
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+const DNS_QTYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'PTR', 'NS', 'SOA', 'CAA', 'HTTPS', 'SVCB', 'ANY'];
+const FLOW_TYPES = ['L7', 'L3_L4'];
+const FLOW_SUBTYPES = ['HTTP', 'DNS', ''];
+const FLOW_VERDICTS = ['FORWARDED', 'DROPPED'];
+const FLOW_PROTOCOLS = ['HTTP', 'DNS', 'TCP', 'UDP'];
+const RCODES = ['No Error', 'Format Error', 'Server Failure', 'Non-Existent Domain', 'Not Implemented', 'Query Refused'];
+
+/** Hubble's rcode label text (miekg/dns RcodeToString). */
+export function rcodeName(rcode: number): string {
+  return RCODES[rcode] ?? String(rcode);
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly flowsProcessed = new Counter({
+    name: 'hubble_flows_processed_total',
+    help: 'Total number of flows processed',
+    labelNames: ['type', 'subtype', 'verdict', 'protocol'] as const,
+    registers: [this.registry],
+  });
+  readonly drops = new Counter({
+    name: 'hubble_drop_total',
+    help: 'Number of drops',
+    labelNames: ['reason', 'protocol'] as const,
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: 'hubble_http_requests_total',
+    help: 'Count of HTTP requests',
+    labelNames: ['method', 'protocol', 'reporter'] as const,
+    registers: [this.registry],
+  });
+  readonly httpResponses = new Counter({
+    name: 'hubble_http_responses_total',
+    help: 'Count of HTTP responses',
+    labelNames: ['method', 'status', 'reporter'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'hubble_http_request_duration_seconds',
+    help: 'Quantiles of HTTP request duration in seconds',
+    labelNames: ['method', 'reporter'] as const,
+    // Hubble's buckets (prometheus.DefBuckets).
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly dnsQueries = new Counter({
+    name: 'hubble_dns_queries_total',
+    help: 'Number of DNS queries observed',
+    labelNames: ['rcode', 'qtypes', 'ips_returned'] as const,
+    registers: [this.registry],
+  });
+  readonly dnsResponses = new Counter({
+    name: 'hubble_dns_responses_total',
+    help: 'Number of DNS responses observed',
+    labelNames: ['rcode', 'qtypes', 'ips_returned'] as const,
+    registers: [this.registry],
+  });
+  readonly decisions = new Counter({
+    name: 'l7warden_policy_decisions_total',
+    help: 'Policy decisions by verdict, deciding direction and policy (namespace/name; "" when no rule decided)',
+    labelNames: ['verdict', 'direction', 'policy'] as const,
+    registers: [this.registry],
+  });
+  readonly reloads = new Counter({
+    name: 'l7warden_policy_reloads_total',
+    help: 'Policy snapshots swapped in (initial load included)',
+    registers: [this.registry],
+  });
+  readonly reloadErrors = new Counter({
+    name: 'l7warden_policy_reload_errors_total',
+    help: 'Policy reloads refused because the configuration was invalid',
+    registers: [this.registry],
+  });
+  readonly upstreamErrors = new Counter({
+    name: 'l7warden_upstream_errors_total',
+    help: 'Upstream failures by listener and kind (connect, timeout, reset, protocol, ...)',
+    labelNames: ['listener', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly flowRecordsDropped: Gauge = new Gauge({
+    name: 'l7warden_flow_records_dropped',
+    help: 'Flow records dropped because the flow log queue was full (since start)',
+    registers: [this.registry],
+    collect: (): void => this.flowRecordsDropped.set(this.#sum(this.flowRecordsDropped)),
+  });
+  readonly flowReadersDropped: Gauge = new Gauge({
+    name: 'l7warden_flow_stream_dropped',
+    help: 'Flow records dropped for slow /flows readers (since start, all readers)',
+    registers: [this.registry],
+    collect: (): void => this.flowReadersDropped.set(this.#sum(this.flowReadersDropped)),
+  });
+  readonly openConnections: Gauge<'listener' | 'mode'> = new Gauge({
+    name: 'l7warden_open_connections',
+    help: 'Open client connections per listener',
+    labelNames: ['listener', 'mode'] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      for (const c of this.#conn) this.openConnections.labels(c.listener, c.mode).set(c.count());
+    },
+  });
+
+  readonly #conn: { listener: string; mode: string; count: () => number }[] = [];
+  readonly #gauges: { gauge: Gauge; read: () => number }[] = [];
+
+  #sum(g: Gauge): number {
+    let total = 0;
+    for (const x of this.#gauges) if (x.gauge === g) total += x.read();
+    return total;
+  }
+
+  // Bound children, built once.
+  readonly #flow: Inc[] = [];
+  readonly #httpReq = new Map<string, Inc>();
+  readonly #httpResp = new Map<string, Map<number, Inc>>();
+  readonly #httpDur = new Map<string, Obs>();
+  readonly #dnsQ = new Map<string, Inc>();
+  readonly #dnsR = new Map<string, Inc>();
+  readonly #decisionByRule = new WeakMap<RuleRef, Inc[]>();
+  readonly #decisionNoRule: Inc[];
+  readonly #drop = new Map<string, Inc>();
+  readonly #upstream = new Map<string, Inc>();
+  readonly #reloads: Inc;
+  readonly #reloadErrors: Inc;
+
+  constructor() {
+    for (const type of FLOW_TYPES) {
+      for (const subtype of FLOW_SUBTYPES) {
+        for (const verdict of FLOW_VERDICTS) {
+          for (const protocol of FLOW_PROTOCOLS) this.#flow.push(this.flowsProcessed.labels(type, subtype, verdict, protocol));
+        }
+      }
+    }
+    this.#decisionNoRule = this.#decisionChildren('');
+    this.#reloads = this.reloads;
+    this.#reloadErrors = this.reloadErrors;
+  }
+
+  /** One flow record's worth of `hubble_flows_processed_total` (and `hubble_drop_total` when dropped). */
+  flow(type: 'L7' | 'L3_L4', subtype: 'HTTP' | 'DNS' | '', verdict: 'FORWARDED' | 'DROPPED', protocol: 'HTTP' | 'DNS' | 'TCP' | 'UDP'): void {
+    const i =
+      ((FLOW_TYPES.indexOf(type) * FLOW_SUBTYPES.length + FLOW_SUBTYPES.indexOf(subtype)) * FLOW_VERDICTS.length +
+        FLOW_VERDICTS.indexOf(verdict)) *
+        FLOW_PROTOCOLS.length +
+      FLOW_PROTOCOLS.indexOf(protocol);
+    this.#flow[i]?.inc();
+  }
+
+  drop(reason: string, protocol: string): void {
+    const key = reason + protocol;
+    let c = this.#drop.get(key);
+    if (!c) {
+      c = this.drops.labels(reason, protocol);
+      this.#drop.set(key, c);
+    }
+    c.inc();
+  }
+
+  /** A decision: verdict, the deciding direction and the deciding policy. */
+  decision(v: Verdict): void {
+    const children = v.rule ? this.#ruleChildren(v.rule) : this.#decisionNoRule;
+    const dirIndex = v.decidedBy === 'egress' ? 1 : v.decidedBy === 'ingress' ? 0 : 2;
+    children[(v.allowed ? 0 : 3) + dirIndex]!.inc();
+  }
+
+  #ruleChildren(r: RuleRef): Inc[] {
+    let c = this.#decisionByRule.get(r);
+    if (!c) {
+      c = this.#decisionChildren(r.namespace ? `${r.namespace}/${r.name}` : r.name);
+      this.#decisionByRule.set(r, c);
+    }
+    return c;
+  }
+
+  #decisionChildren(policy: string): Inc[] {
+    const out: Inc[] = [];
+    for (const verdict of ['allowed', 'denied']) {
+      for (const dir of ['ingress', 'egress', '']) out.push(this.decisions.labels(verdict, dir, policy));
+    }
+    return out;
+  }
+
+  httpRequest(method: string, protocol: string): void {
+    const m = HTTP_METHODS.includes(method) ? method : 'OTHER';
+    const key = m + protocol;
+    let c = this.#httpReq.get(key);
+    if (!c) {
+      c = this.httpRequests.labels(m, protocol, 'server');
+      this.#httpReq.set(key, c);
+    }
+    c.inc();
+  }
+
+  httpResponse(method: string, status: number, seconds: number): void {
+    const m = HTTP_METHODS.includes(method) ? method : 'OTHER';
+    let byCode = this.#httpResp.get(m);
+    if (!byCode) {
+      byCode = new Map();
+      this.#httpResp.set(m, byCode);
+    }
+    const code = status >= 100 && status <= 599 ? status : 0;
+    let c = byCode.get(code);
+    if (!c) {
+      c = this.httpResponses.labels(m, String(code), 'server');
+      byCode.set(code, c);
+    }
+    c.inc();
+    let d = this.#httpDur.get(m);
+    if (!d) {
+      d = this.httpDuration.labels(m, 'server');
+      this.#httpDur.set(m, d);
+    }
+    d.observe(seconds);
+  }
+
+  dnsQuery(qtype: string): void {
+    const q = DNS_QTYPES.includes(qtype) ? qtype : 'OTHER';
+    let c = this.#dnsQ.get(q);
+    if (!c) {
+      c = this.dnsQueries.labels('', q, '0');
+      this.#dnsQ.set(q, c);
+    }
+    c.inc();
+  }
+
+  dnsResponse(rcode: number, qtype: string, ips: number): void {
+    const q = DNS_QTYPES.includes(qtype) ? qtype : 'OTHER';
+    const n = ips >= 10 ? '10+' : String(ips);
+    const key = `${rcode}|${q}|${n}`;
+    let c = this.#dnsR.get(key);
+    if (!c) {
+      c = this.dnsResponses.labels(rcodeName(rcode), q, n);
+      this.#dnsR.set(key, c);
+    }
+    c.inc();
+  }
+
+  upstreamError(listener: string, kind: string): void {
+    const key = `${listener}|${kind}`;
+    let c = this.#upstream.get(key);
+    if (!c) {
+      c = this.upstreamErrors.labels(listener, kind);
+      this.#upstream.set(key, c);
+    }
+    c.inc();
+  }
+
+  /** A policy reload: swapped in (ok) or refused (errors). */
+  policyReload(ok: boolean): void {
+    (ok ? this.#reloads : this.#reloadErrors).inc();
+  }
+
+  /** Report a listener's open connections at every scrape. */
+  trackConnections(listener: string, mode: string, count: () => number): void {
+    this.#conn.push({ listener, mode, count });
+  }
+
+  /** A gauge read from a counter kept elsewhere (sink drops), at every scrape. */
+  trackGauge(gauge: Gauge, read: () => number): void {
+    this.#gauges.push({ gauge, read });
+  }
+
+  /** The exposition text (`GET /metrics`). */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
