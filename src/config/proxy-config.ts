@@ -72,6 +72,12 @@ export interface EgressListener extends ListenerBase {
   readonly sourceIdentity: readonly SourceIdentityMethod[];
   /** Secret with ca.crt used to verify re-originated TLS when a rule intercepts; default system CAs. */
   readonly upstreamCA?: string;
+  /**
+   * Name of the `dns` listener whose DnsProxy resolves the names in forward-proxy
+   * requests and CONNECT targets (so the answers are decided and learned like any
+   * query). Default: the only dns listener; none ⇒ only IP literals are served.
+   */
+  readonly dnsListener?: string;
 }
 
 export interface DnsListener extends ListenerBase {

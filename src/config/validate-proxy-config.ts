@@ -168,7 +168,7 @@ function readUpstreamTLS(f: Fields): UpstreamTLS {
 const COMMON = ['name', 'mode', 'address', 'sourceIdentity'];
 const BY_MODE: Record<(typeof MODES)[number], readonly string[]> = {
   ingress: [...COMMON, 'endpoint', 'upstream', 'endpointPort', 'upstreamTLS', 'tls', 'l3DenyAction'],
-  egress: [...COMMON, 'upstreamCA'],
+  egress: [...COMMON, 'upstreamCA', 'dnsListener'],
   dns: [...COMMON, 'upstream', 'rejectResponseCode', 'serverEndpoint'],
 };
 const ALL_LISTENER_FIELDS = [...new Set(Object.values(BY_MODE).flat())];
@@ -223,10 +223,12 @@ function readListener(f: Fields): ListenerSpec | undefined {
     }
     if (mode === 'egress') {
       const upstreamCA = readSecretName(f, 'upstreamCA', false);
+      const dnsListener = f.str('dnsListener', { nonEmpty: true });
       if (addr && name) {
         const l: EgressListener = {
           name, mode, address: addr.address, host: addr.host, port: addr.port, sourceIdentity,
           ...(upstreamCA ? { upstreamCA } : {}),
+          ...(dnsListener !== undefined ? { dnsListener } : {}),
         };
         out = l;
       }
@@ -299,6 +301,7 @@ export function validateProxyConfigSpec(spec: Fields): ProxyConfigSpec | undefin
   const listeners: ListenerSpec[] = [];
   const names = new Map<string, string>();
   const addrs = new Map<string, string>();
+  const egress: { l: EgressListener; f: Fields }[] = [];
   if (admin && admin.port !== 0) addrs.set(`${admin.host.toLowerCase()}:${admin.port}`, 'spec.admin');
   for (const { f, i } of spec.maps('listeners') ?? []) {
     // Names are checked before the listener itself, so a duplicate is reported
@@ -319,6 +322,16 @@ export function validateProxyConfigSpec(spec: Fields): ProxyConfigSpec | undefin
     }
     if (l.port !== 0) addrs.set(key, `spec.listeners[${i}]`);
     listeners.push(l);
+    if (l.mode === 'egress') egress.push({ l, f });
+  }
+  // An egress listener resolves names through a dns listener: the named one, or the only one.
+  const dnsNames = listeners.filter((l) => l.mode === 'dns').map((l) => l.name);
+  for (const { l, f } of egress) {
+    if (l.dnsListener !== undefined && !dnsNames.includes(l.dnsListener)) {
+      f.error('dnsListener', `${JSON.stringify(l.dnsListener)} is not a dns listener of this ProxyConfig`);
+    } else if (l.dnsListener === undefined && dnsNames.length > 1) {
+      f.error('dnsListener', `is required when there are several dns listeners (${dnsNames.join(', ')})`);
+    }
   }
   const enforcement = spec.oneOf('enforcement', ['default', 'always', 'never']) ?? 'default';
   const limits = readLimits(spec.map('limits'));
