@@ -13,6 +13,8 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
   demo: { summary: 'the Star Wars demo: deathstar API behind l7warden (npm start)', load: async () => (await import('./demo.js')).runDemo },
   certs: { summary: 'make a CA and leaf certificates into certs/', load: async () => (await import('./certs.js')).runCerts },
   explain: { summary: 'trace a request through the policy without traffic', load: async () => (await import('./explain.js')).runExplain },
+  observe: { summary: 'show flow records from the admin stream or a flow log, filtered like hubble observe', load: async () => (await import('./observe.js')).runObserve },
+  replay: { summary: 're-decide recorded flows under a policy directory; list the verdicts that change', load: async () => (await import('./replay.js')).runReplay },
 };
 
 function usage(io: Io): void {

@@ -6,6 +6,7 @@
  *                                (N defaults to 20, as `hubble observe` does)
  *   GET /flows?follow=1[&last=N] the last N (default 0), then every new record as it
  *                                is written, newline-delimited JSON, until the client goes
+ *                                (&marker=1: a `{"backlog_end":true}` line after the last N)
  *
  * Many readers can follow at once. A reader that does not keep up never slows the
  * data path or the other readers: each has its own bounded buffer; while its socket
@@ -74,6 +75,9 @@ export class FlowStream {
     });
     this.#readers.add(reader);
     if (!this.#unsubscribe) this.#unsubscribe = this.#sink.subscribeBatch((lines) => this.#fanOut(lines));
+    // marker=1: a `{"backlog_end":true}` line separates the ring's records from live ones
+    // (l7warden observe uses it for --last with --follow).
+    if (q.get('marker') === '1') backlog.push('{"backlog_end":true}');
     if (backlog.length) reader.push(backlog);
     const done = () => {
       this.#readers.delete(reader);

@@ -1,0 +1,252 @@
+/**
+ * `l7warden observe`: read flow records from the admin API's live stream
+ * (`--server host:port`, default 127.0.0.1:9901) or from a flow log file
+ * (`--file F`), filter them like `hubble observe` (observe/filter.ts), print them
+ * as written (`-o json`) or in Hubble's one-line form (`-o compact`).
+ *
+ *   --last N    the last N matching records (server: of its in-memory ring;
+ *               default 20 without --follow, as hubble's)
+ *   --follow    keep printing new records (server only) until interrupted
+ *
+ * Exit codes: 0 ok, 1 the server or file could not be read, 2 usage.
+ */
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+import * as http from 'node:http';
+import { parseArgs } from 'node:util';
+import { WardenError } from '../core/errors.js';
+import { EXIT, type Io } from './args.js';
+import { FILTER_FLAGS, buildFilter, type FilterFlag, type FlagValue, type FlowJson, type Predicate } from '../observe/filter.js';
+
+const OPTIONS = {
+  server: { type: 'string' },
+  file: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  follow: { type: 'boolean', short: 'f' },
+  last: { type: 'string' },
+  not: { type: 'boolean' },
+  ...Object.fromEntries(FILTER_FLAGS.map((f) => [f, { type: 'string', multiple: true }])),
+  namespace: { type: 'string', multiple: true, short: 'n' },
+  type: { type: 'string', multiple: true, short: 't' },
+  label: { type: 'string', multiple: true, short: 'l' },
+} as const;
+
+/** The admin stream's ring holds at most this many; `--last` asks for all of it and filters here. */
+const RING = 4096;
+
+export interface ObserveOptions {
+  readonly server?: string;
+  readonly file?: string;
+  readonly output: 'json' | 'compact';
+  readonly follow: boolean;
+  readonly last?: number;
+  readonly filter: Predicate;
+}
+
+export function parseObserveArgs(argv: readonly string[]): ObserveOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS as never, strict: true, tokens: true, allowPositionals: false });
+  } catch (err) {
+    throw new WardenError('L7W_ERR_USAGE', err instanceof Error ? err.message : String(err));
+  }
+  const flags: FlagValue[] = [];
+  let negateNext = false;
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option') continue;
+    if (t.name === 'not') {
+      negateNext = true;
+      continue;
+    }
+    if ((FILTER_FLAGS as readonly string[]).includes(t.name)) {
+      flags.push({ flag: t.name as FilterFlag, value: t.value ?? '', negated: negateNext });
+      negateNext = false;
+    }
+  }
+  if (negateNext) throw new WardenError('L7W_ERR_USAGE', '--not must be followed by a filter flag');
+  const v = parsed.values as Record<string, unknown>;
+  const output = (v.output as string | undefined) ?? 'compact';
+  if (output !== 'json' && output !== 'compact') throw new WardenError('L7W_ERR_USAGE', '-o must be json or compact');
+  if (v.server !== undefined && v.file !== undefined) throw new WardenError('L7W_ERR_USAGE', 'give --server or --file, not both');
+  let last: number | undefined;
+  if (v.last !== undefined) {
+    last = Number(v.last);
+    if (!Number.isInteger(last) || last < 0) throw new WardenError('L7W_ERR_USAGE', `--last ${String(v.last)}: a non-negative integer`);
+  }
+  const follow = v.follow === true;
+  if (follow && v.file !== undefined) throw new WardenError('L7W_ERR_USAGE', '--follow reads the live stream (--server), not a file');
+  return {
+    ...(typeof v.file === 'string' ? { file: v.file } : { server: (v.server as string | undefined) ?? '127.0.0.1:9901' }),
+    output,
+    follow,
+    ...(last !== undefined ? { last } : {}),
+    filter: buildFilter(flags),
+  };
+}
+
+// ---- compact output (hubble/pkg/printer compact mode) -----------------------------
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+function stamp(iso: unknown): string {
+  const d = new Date(typeof iso === 'string' ? iso : 0);
+  if (Number.isNaN(d.getTime())) return 'N/A';
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${MONTHS[d.getUTCMonth()]} ${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}`;
+}
+
+function endpoint(ep: FlowJson | undefined, ip: string | undefined, port: number | undefined): string {
+  const where = ep?.pod_name ? `${ep.namespace ? `${ep.namespace}/` : ''}${ep.pod_name}` : (ip ?? '?');
+  const withPort = port ? `${where}:${port}` : where;
+  const labels = (ep?.labels as string[] | undefined) ?? [];
+  const reserved = labels.find((l) => l.startsWith('reserved:'));
+  if (!ep?.pod_name && reserved) return `${withPort} (${reserved.slice('reserved:'.length)})`;
+  return ep?.identity !== undefined ? `${withPort} (ID:${ep.identity})` : withPort;
+}
+
+/** Hubble's compact line for one flow. */
+export function compactLine(f: FlowJson): string {
+  const l4 = (f.l4?.TCP ?? f.l4?.UDP ?? f.l4?.SCTP) as { source_port?: number; destination_port?: number } | undefined;
+  const src = endpoint(f.source, f.IP?.source, l4?.source_port);
+  const dst = endpoint(f.destination, f.IP?.destination, l4?.destination_port);
+  const arrow = f.is_reply ? '<-' : '->';
+  // Replies are printed from the original initiator's side, as hubble does.
+  const [left, right] = f.is_reply ? [dst, src] : [src, dst];
+  let type: string;
+  const et = f.event_type?.type;
+  if (f.l7?.http) type = f.l7.type === 'RESPONSE' ? 'http-response' : 'http-request';
+  else if (f.l7?.dns) type = f.l7.type === 'RESPONSE' ? 'dns-response proxy' : 'dns-request proxy';
+  else if (et === 1) type = 'Policy denied';
+  else if (et === 5) type = `policy-verdict:L3-L4 ${f.traffic_direction ?? ''}`.trimEnd();
+  else type = f.Type ?? 'flow';
+  return `${stamp(f.time)}: ${left} ${arrow} ${right} ${type} ${f.verdict ?? 'VERDICT_UNKNOWN'} (${f.Summary ?? ''})`;
+}
+
+// ---- sources -----------------------------------------------------------------------
+
+function render(output: 'json' | 'compact', line: string, f: FlowJson): string {
+  return output === 'json' ? line : compactLine(f);
+}
+
+/** Parse a line; records without `flow` (lost_events, markers) are reported as such. */
+function parseLine(line: string): { rec?: { flow: FlowJson }; lost?: number } {
+  if (!line.trim()) return {};
+  try {
+    const o = JSON.parse(line) as Record<string, any>;
+    if (o.flow && typeof o.flow === 'object') return { rec: o as { flow: FlowJson } };
+    if (o.lost_events) return { lost: Number(o.lost_events.num_events_lost ?? 0) };
+  } catch {
+    /* not JSON: skipped */
+  }
+  return {};
+}
+
+async function fromFile(o: ObserveOptions, io: Io): Promise<number> {
+  const stream = createReadStream(o.file!, { encoding: 'utf8' });
+  const opened = await new Promise<Error | undefined>((resolve) => {
+    stream.once('open', () => resolve(undefined));
+    stream.once('error', resolve);
+  });
+  if (opened) {
+    io.err(`l7warden observe: ${opened.message}`);
+    return EXIT.invalid;
+  }
+  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  const keep: string[] = [];
+  for await (const line of rl) {
+    const { rec } = parseLine(line);
+    if (!rec || !o.filter(rec.flow)) continue;
+    const out = render(o.output, line, rec.flow);
+    if (o.last === undefined) io.out(out);
+    else {
+      keep.push(out);
+      if (keep.length > o.last) keep.shift();
+    }
+  }
+  for (const l of keep) io.out(l);
+  return EXIT.ok;
+}
+
+function hostPort(s: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(s.replace(/^https?:\/\//, '').replace(/\/$/, ''));
+  if (!m) throw new WardenError('L7W_ERR_USAGE', `--server ${s}: host:port`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** GET a path on the admin server, calling `onLine` per line; resolves when the body ends. */
+function getLines(server: string, path: string, onLine: (l: string) => void, signal?: AbortSignal): Promise<void> {
+  const { host, port } = hostPort(server);
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host, port, path, agent: false, timeout: 10_000, ...(signal ? { signal } : {}) }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`${server}${path}: HTTP ${res.statusCode}`));
+        return;
+      }
+      req.setTimeout(0);
+      const rl = createInterface({ input: res, crlfDelay: Infinity });
+      rl.on('line', onLine);
+      rl.on('close', () => resolve());
+      res.on('error', () => resolve());
+    });
+    req.on('timeout', () => req.destroy(new Error(`${server}: no answer in 10 s`)));
+    req.on('error', (e) => (signal?.aborted ? resolve() : reject(e)));
+  });
+}
+
+async function fromServer(o: ObserveOptions, io: Io, signal?: AbortSignal): Promise<number> {
+  const last = o.last ?? (o.follow ? 0 : 20);
+  const keep: string[] = [];
+  let backlogDone = last === 0;
+  const flushBacklog = () => {
+    for (const l of keep) io.out(l);
+    keep.length = 0;
+    backlogDone = true;
+  };
+  const onLine = (line: string) => {
+    const p = parseLine(line);
+    if (p.lost !== undefined && o.follow) {
+      io.err(`l7warden observe: ${p.lost} flows lost (this reader was too slow)`);
+      return;
+    }
+    if (!p.rec) {
+      if (line.includes('"backlog_end"')) flushBacklog();
+      return;
+    }
+    if (!o.filter(p.rec.flow)) return;
+    const out = render(o.output, line, p.rec.flow);
+    if (backlogDone) io.out(out);
+    else {
+      keep.push(out);
+      if (keep.length > last) keep.shift();
+    }
+  };
+  const path = o.follow ? `/flows?follow=1&last=${last > 0 ? RING : 0}&marker=1` : `/flows?last=${RING}`;
+  try {
+    await getLines(o.server!, path, onLine, signal);
+  } catch (e) {
+    io.err(`l7warden observe: ${e instanceof Error ? e.message : String(e)}`);
+    return EXIT.invalid;
+  }
+  if (!backlogDone) flushBacklog();
+  return EXIT.ok;
+}
+
+/** Run with an abort signal (tests stop a --follow this way; the CLI stops on SIGINT/SIGTERM). */
+export async function observe(argv: readonly string[], io: Io, signal?: AbortSignal): Promise<number> {
+  const o = parseObserveArgs(argv);
+  return o.file !== undefined ? fromFile(o, io) : fromServer(o, io, signal);
+}
+
+export async function runObserve(argv: readonly string[], io: Io): Promise<number> {
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    return await observe(argv, io, ac.signal);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
