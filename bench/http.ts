@@ -1,0 +1,359 @@
+/**
+ * HTTP benchmark (GitHub issue 3): requests/s and latency, in one run, for
+ *   direct      the bench upstream (bench/lib-http-upstream.ts: h1 and h2c, 2-byte body)
+ *   node-fwd    a minimal Node forwarder on an undici Pool (bench/lib-http-forwarder.ts, no policy)
+ *   proxy-off   `l7warden run`, one ingress listener, no policy (pass-through)
+ *   proxy-1     the Star Wars L7 policy (POST /v1/request-landing from org=empire)
+ *   proxy-1000  the same plus 999 other policies
+ * over HTTP/1.1 (wrk, POST with a Lua script) and HTTP/2 cleartext (h2load -c8 -m16;
+ * the proxy forwards h2→h1). The load generators connect from 127.0.0.1, which the
+ * bench config makes tiefighter's pod IP, so every request is the allowed call and
+ * is really matched against the L7 rule (a denied PUT is checked first).
+ *
+ * Each target/protocol: a saturation run (HTTP_BENCH_SECONDS, default 3 s, after a
+ * 1 s warm-up) for req/s, p50/p99 and proxy CPU µs/request; then a fixed-rate run at
+ * half of proxy-off's saturated rate (h2load --rps, --h1 for HTTP/1.1, per-request log)
+ * for p50/p99 at half load. Placement as ANCHORS.md "pinned": the load generator on
+ * cpu0, upstream and target on cpu1 (HTTP_BENCH_PLACEMENT=shared pins nothing).
+ * HTTP_BENCH_ROUNDS (default 1) repeats everything, medians reported.
+ * Targets: proxy-off ≥ node-fwd; enforcement costs ≤ 10 % of proxy-off's req/s and
+ * ≤ 1 ms p99 at half load.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const SECONDS = Number(process.env.HTTP_BENCH_SECONDS ?? 3);
+const ROUNDS = Number(process.env.HTTP_BENCH_ROUNDS ?? 1);
+const ONLY = process.env.HTTP_BENCH_TARGETS ? new Set(process.env.HTTP_BENCH_TARGETS.split(',')) : undefined;
+const PINNED = (process.env.HTTP_BENCH_PLACEMENT ?? 'pinned') === 'pinned' && cpus().length >= 2;
+const TS = ['--import=@tapjs/typescript/import'];
+const HZ = 100;
+
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+function placed(cpu: number, cmd: string, args: string[]): [string, string[]] {
+  return PINNED ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
+}
+
+function startProc(args: string[], re: RegExp, count = 1): Promise<{ proc: ChildProcess; ports: number[] }> {
+  return new Promise((resolveP, reject) => {
+    const [cmd, argv] = placed(1, 'node', args);
+    const proc = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
+    children.push(proc);
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no port in 30 s\n${buf}`)), 30_000);
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const ports = [...buf.matchAll(new RegExp(re, 'g'))].map((m) => Number(m[1]));
+      if (ports.length >= count) {
+        clearTimeout(timer);
+        resolveP({ proc, ports });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited ${code}\n${buf}`));
+    });
+  });
+}
+
+async function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null) return;
+  const done = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await Promise.race([done, sleep(5000)]);
+  if (proc.exitCode === null) proc.kill('SIGKILL');
+}
+
+function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  const [c, a] = placed(0, cmd, args);
+  return new Promise((res) => {
+    execFile(c, a, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (_err, stdout, stderr) => res(String(stdout) + String(stderr)));
+  });
+}
+
+async function procTicks(pid: number | undefined): Promise<number> {
+  if (!pid) return 0;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+function request(port: number, method: string, path: string): Promise<number> {
+  return new Promise((res) => {
+    const r = http.request({ host: '127.0.0.1', port, method, path, headers: { host: 'deathstar' }, agent: false, timeout: 3000 }, (resp) => {
+      resp.resume();
+      resp.on('end', () => res(resp.statusCode ?? 0));
+    });
+    r.on('error', () => res(0));
+    r.on('timeout', () => r.destroy());
+    r.end(method === 'POST' ? 'x' : undefined);
+  });
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function logPercentiles(file: string): Promise<{ p50: number; p99: number; errors: number; n: number }> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const lat: number[] = [];
+  let errors = 0;
+  for (const line of text.split('\n')) {
+    const f = line.split('\t');
+    if (f.length < 3) continue;
+    if (f[1] !== '200') errors++;
+    lat.push(Number(f[2]) / 1000);
+  }
+  lat.sort((a, b) => a - b);
+  return { p50: pct(lat, 50), p99: pct(lat, 99), errors, n: lat.length };
+}
+
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuUs: number;
+  errors: number;
+  halfP50?: number;
+  halfP99?: number;
+  halfRate?: number;
+}
+
+async function saturate(proto: 'h1' | 'h2', port: number, dir: string, pid: number | undefined): Promise<Result> {
+  const url = `http://127.0.0.1:${port}/v1/request-landing`;
+  const t0 = await procTicks(pid);
+  let r: Result;
+  if (proto === 'h1') {
+    await run('wrk', ['-t1', '-c32', '-d1s', '-s', join(dir, 'post.lua'), url], 10_000); // warm-up
+    const t1 = await procTicks(pid);
+    const out = await run('wrk', ['-t1', '-c32', `-d${SECONDS}s`, '--latency', '-s', join(dir, 'post.lua'), url], (SECONDS + 15) * 1000);
+    const t2 = await procTicks(pid);
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+    const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+    const sockErr = /Socket errors: (.*)/.exec(out)?.[1] ?? '';
+    const errs = non2xx + [...sockErr.matchAll(/\d+/g)].reduce((a, m) => a + Number(m[0]), 0);
+    r = {
+      rps,
+      p50: toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? ''),
+      p99: toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? ''),
+      cpuUs: total > 0 ? (((t2 - t1) / HZ) * 1e6) / total : NaN,
+      errors: errs,
+    };
+    void t0;
+  } else {
+    const log = join(dir, `h2-${port}.log`);
+    const t1 = await procTicks(pid);
+    const out = await run(
+      'h2load',
+      ['-c8', '-m16', `--warm-up-time=1`, `-D${SECONDS}`, '-d', join(dir, 'body'), '--log-file', log, url],
+      (SECONDS + 15) * 1000,
+    );
+    const t2 = await procTicks(pid);
+    const rps = Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
+    const lp = await logPercentiles(log);
+    const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0) + Number(/(\d+) errored/.exec(out)?.[1] ?? 0);
+    // CPU includes the warm-up second; scale by requests completed in the whole run.
+    const done = Number(/requests: \d+ total, \d+ started, (\d+) done/.exec(out)?.[1] ?? lp.n);
+    r = { rps, p50: lp.p50, p99: lp.p99, cpuUs: done > 0 ? (((t2 - t1) / HZ) * 1e6) / (done + rps) : NaN, errors: failed + lp.errors };
+  }
+  return r;
+}
+
+async function halfLoad(proto: 'h1' | 'h2', port: number, dir: string, rate: number): Promise<{ p50: number; p99: number; errors: number }> {
+  const url = `http://127.0.0.1:${port}/v1/request-landing`;
+  const log = join(dir, `half-${proto}-${port}.log`);
+  const clients = 8;
+  const perClient = Math.max(1, Math.round(rate / clients));
+  await run(
+    'h2load',
+    [...(proto === 'h1' ? ['--h1'] : []), `-c${clients}`, '-m1', `--rps=${perClient}`, `-D${SECONDS}`, '-d', join(dir, 'body'), '--log-file', log, url],
+    (SECONDS + 15) * 1000,
+  );
+  const lp = await logPercentiles(log);
+  return { p50: lp.p50, p99: lp.p99, errors: lp.errors };
+}
+
+const PODS = (tieIp: string) => `
+apiVersion: v1
+kind: Pod
+metadata: { name: deathstar, namespace: default, labels: { org: empire, class: deathstar } }
+spec: { containers: [{ name: d, image: x, ports: [{ containerPort: 80 }] }] }
+status: { podIP: 127.0.0.20 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: tiefighter, namespace: default, labels: { org: empire, class: tiefighter } }
+spec: { containers: [{ name: s, image: x }] }
+status: { podIP: ${tieIp} }
+`;
+
+const STARWARS = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: rule1 }
+spec:
+  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
+  ingress:
+  - fromEndpoints: [{ matchLabels: { org: empire } }]
+    toPorts:
+    - ports: [{ port: "80", protocol: TCP }]
+      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
+`;
+
+function filler(n: number): string {
+  const docs: string[] = [];
+  for (let i = 0; i < n; i++) {
+    docs.push(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: filler-${i} }
+spec:
+  endpointSelector: { matchLabels: { app: filler-${i % 50} } }
+  ingress:
+  - fromEndpoints: [{ matchLabels: { team: t${i} } }]
+    toPorts:
+    - ports: [{ port: "${1000 + i}", protocol: TCP }]
+      rules: { http: [{ method: "GET", path: "/filler/${i}/.*" }] }
+`);
+  }
+  return docs.join('---\n');
+}
+
+function proxyYaml(upstreamPort: number): string {
+  return `apiVersion: l7warden.io/v1alpha1
+kind: ProxyConfig
+metadata: { name: bench }
+spec:
+  flowLog: { file: "" }
+  listeners:
+  - name: deathstar
+    mode: ingress
+    address: 127.0.0.1:0
+    endpoint: { namespace: default, pod: deathstar }
+    upstream: http://127.0.0.1:${upstreamPort}
+    endpointPort: 80
+`;
+}
+
+async function configDir(base: string, name: string, upstreamPort: number, policies: number): Promise<string> {
+  const dir = join(base, name);
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'pods.yaml'), PODS('127.0.0.1'));
+  await writeFile(join(dir, 'proxy.yaml'), proxyYaml(upstreamPort));
+  if (policies >= 1) await writeFile(join(dir, 'policy.yaml'), STARWARS);
+  if (policies > 1) await writeFile(join(dir, 'filler.yaml'), filler(policies - 1));
+  return dir;
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['wrk', 'h2load']) {
+    const r = await run('sh', ['-c', `command -v ${tool}`], 5000);
+    if (!r.trim()) throw new Error(`${tool} missing: run L7W_BENCH_DEPS=1 bash scripts/system-deps.sh`);
+  }
+  const base = await mkdtemp(join(tmpdir(), 'l7w-http-bench-'));
+  await writeFile(join(base, 'body'), 'x');
+  await writeFile(join(base, 'post.lua'), 'wrk.method = "POST"\nwrk.body = "x"\nwrk.headers["Host"] = "deathstar"\n');
+  // The compiled CLI when it is at least as new as the sources it runs (bench/run.sh builds it first).
+  const useDist =
+    existsSync(join(ROOT, 'dist/cli/main.js')) &&
+    statSync(join(ROOT, 'dist/http/enforce.js'), { throwIfNoEntry: false })!?.mtimeMs >= statSync(join(ROOT, 'src/http/enforce.ts')).mtimeMs;
+  process.stderr.write(`proxy from ${useDist ? 'dist/' : 'src/ (TypeScript loader)'}\n`);
+  const cli = useDist ? [join(ROOT, 'dist/cli/main.js')] : [...TS, join(ROOT, 'src/cli/main.ts')];
+  const upstream = await startProc([...TS, join(ROOT, 'bench/lib-http-upstream.ts')], /h[12] (\d+)/g, 2);
+  const [upH1, upH2] = upstream.ports as [number, number];
+  const fwd = await startProc([...TS, join(ROOT, 'bench/lib-http-forwarder.ts'), `http://127.0.0.1:${upH1}`], /h[12] (\d+)/g, 2);
+  const targets: Array<{ name: string; h1: number; h2: number; pid?: number; proc?: ChildProcess }> = [
+    { name: 'direct', h1: upH1, h2: upH2 },
+    { name: 'node-fwd', h1: fwd.ports[0]!, h2: fwd.ports[1]!, pid: fwd.proc.pid! },
+  ];
+  for (const [name, n] of [['proxy-off', 0], ['proxy-1', 1], ['proxy-1000', 1000]] as const) {
+    if (ONLY && !ONLY.has(name)) continue;
+    const dir = await configDir(base, name, upH1, n);
+    const p = await startProc([...cli, 'run', '--config', dir], /listening: deathstar \(ingress\) on [\d.]+:(\d+)/);
+    const port = p.ports[0]!;
+    targets.push({ name, h1: port, h2: port, pid: p.proc.pid!, proc: p.proc });
+    // Check: allowed call answers 200; with a policy a PUT is denied (403) — enforcement is really on.
+    const ok = await request(port, 'POST', '/v1/request-landing');
+    const denied = await request(port, 'PUT', '/v1/exhaust-port');
+    if (ok !== 200 || denied !== (n > 0 ? 403 : 200)) throw new Error(`${name}: check failed (POST ${ok}, PUT ${denied})`);
+  }
+  const active = targets.filter((t) => !ONLY || ONLY.has(t.name));
+  const results = new Map<string, Result[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const proto of ['h1', 'h2'] as const) {
+      for (const t of active) {
+        const r = await saturate(proto, proto === 'h1' ? t.h1 : t.h2, base, t.pid);
+        const key = `${t.name}/${proto}`;
+        (results.get(key) ?? results.set(key, []).get(key)!).push(r);
+        process.stderr.write(`  ${key}: ${r.rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors}\n`);
+      }
+      // Half load: half of proxy-off's saturated rate (or the slowest target's when proxy-off is absent).
+      const ref = results.get(`proxy-off/${proto}`)?.at(-1)?.rps ?? Math.min(...active.map((t) => results.get(`${t.name}/${proto}`)!.at(-1)!.rps));
+      const rate = Math.max(100, Math.floor(ref / 2));
+      for (const t of active) {
+        const h = await halfLoad(proto, proto === 'h1' ? t.h1 : t.h2, base, rate);
+        const r = results.get(`${t.name}/${proto}`)!.at(-1)!;
+        r.halfP50 = h.p50;
+        r.halfP99 = h.p99;
+        r.halfRate = rate;
+        r.errors += h.errors;
+      }
+    }
+  }
+  for (const t of targets) if (t.proc) await stop(t.proc);
+  await stop(fwd.proc);
+  await stop(upstream.proc);
+  await rm(base, { recursive: true, force: true });
+
+  const fmt = (ms: number) => (Number.isFinite(ms) ? (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`) : '–');
+  console.log(`\nHTTP through l7warden (${PINNED ? 'pinned: load on cpu0, upstream+target on cpu1' : 'shared'}; ${SECONDS} s runs, ${ROUNDS} round(s), medians)\n`);
+  console.log('| target | protocol | req/s | vs proxy-off | p50 / p99 saturated | half-load rate | p50 / p99 at half load | target CPU µs/req | errors |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const proto of ['h1', 'h2'] as const) {
+    const off = median((results.get(`proxy-off/${proto}`) ?? []).map((r) => r.rps));
+    for (const t of active) {
+      const rs = results.get(`${t.name}/${proto}`) ?? [];
+      const rps = median(rs.map((r) => r.rps));
+      console.log(
+        `| ${t.name} | ${proto === 'h1' ? 'HTTP/1.1' : 'h2c'} | ${rps.toFixed(0)} | ${Number.isFinite(off) ? (rps / off).toFixed(2) : '–'} | ` +
+          `${fmt(median(rs.map((r) => r.p50)))} / ${fmt(median(rs.map((r) => r.p99)))} | ${rs[0]?.halfRate ?? '–'} | ` +
+          `${fmt(median(rs.map((r) => r.halfP50 ?? NaN)))} / ${fmt(median(rs.map((r) => r.halfP99 ?? NaN)))} | ` +
+          `${t.pid ? median(rs.map((r) => r.cpuUs)).toFixed(1) : '–'} | ${rs.reduce((a, r) => a + r.errors, 0)} |`,
+      );
+    }
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
