@@ -223,6 +223,9 @@ export class EgressListenerServer {
       },
       () => socket.destroy(),
     );
+    // Accepted paused (pauseOnConnect): let the header bytes in. readProxyHeader
+    // pauses the socket again once it has the header.
+    socket.resume();
   }
 
   /** A PROXY destination that is this listener: the client meant the forward proxy. */
