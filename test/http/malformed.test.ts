@@ -151,6 +151,8 @@ t.test('X-Forwarded-For never changes identity', async (t) => {
 t.test('HTTP/2 vectors', async (t) => {
   const s = await h2Connect(port, TIE);
   t.teardown(() => s.close());
+  await new Promise<void>((r) => (s.remoteSettings.maxConcurrentStreams !== undefined && s.remoteSettings.maxConcurrentStreams < 2 ** 32 - 1 ? r() : s.once('remoteSettings', () => r())));
+  t.equal(s.remoteSettings.maxConcurrentStreams, 100, 'HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS from limits');
   const cases: Array<{ name: string; req: Parameters<typeof h2Request>[1]; status: number }> = [
     { name: 'lowercase :method (nghttp2 accepts it)', req: { method: 'post', path: '/v1/request-landing' }, status: 400 },
     { name: 'host differs from :authority', req: { method: 'POST', path: '/v1/request-landing', headers: { host: 'other' } }, status: 400 },
