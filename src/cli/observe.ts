@@ -187,6 +187,8 @@ function getLines(server: string, path: string, onLine: (l: string) => void, sig
       const rl = createInterface({ input: res, crlfDelay: Infinity });
       rl.on('line', onLine);
       rl.on('close', () => resolve());
+      // An abort (Ctrl-C, tests) ends the body with an error; that is the normal end of --follow.
+      rl.on('error', () => resolve());
       res.on('error', () => resolve());
     });
     req.on('timeout', () => req.destroy(new Error(`${server}: no answer in 10 s`)));
