@@ -109,16 +109,22 @@ async function procTicks(pid: number | 'self', withChildren = false): Promise<nu
   }
 }
 
-/** Busy and total ticks per cpu from /proc/stat. */
-async function cpuTicks(): Promise<{ busy: number; total: number }[]> {
+/** Busy, total and task ticks per cpu from /proc/stat. */
+async function cpuTicks(): Promise<{ busy: number; total: number; task: number }[]> {
   const text = await readFile('/proc/stat', 'utf8');
-  const out: { busy: number; total: number }[] = [];
+  const out: { busy: number; total: number; task: number }[] = [];
   for (const line of text.split('\n')) {
     const m = /^cpu(\d+)\s+(.*)$/.exec(line);
     if (!m) continue;
     const v = m[2]!.split(/\s+/).map(Number);
     const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = v;
-    out[Number(m[1])] = { busy: user + nice + system + irq + softirq + steal, total: user + nice + system + idle + iowait + irq + softirq + steal };
+    out[Number(m[1])] = {
+      busy: user + nice + system + irq + softirq + steal,
+      total: user + nice + system + idle + iowait + irq + softirq + steal,
+      // Time charged to tasks (irq/softirq excluded: loopback packet processing is ours
+      // but not charged to any process).
+      task: user + nice + system + steal,
+    };
   }
   return out;
 }
@@ -127,7 +133,7 @@ interface Sample {
   self: number;
   target: number;
   upstream: number;
-  cpus: { busy: number; total: number }[];
+  cpus: { busy: number; total: number; task: number }[];
   at: number;
 }
 
@@ -173,7 +179,7 @@ async function measure(port: number, names: string, targetPid: number | undefine
   if (!Number.isFinite(qps)) throw new Error(`dnsperf output not understood:\n${out}`);
   const secs = (b.at - a.at) / 1000;
   const busy = b.cpus.map((c, i) => (c.busy - a.cpus[i]!.busy) / Math.max(1, c.total - a.cpus[i]!.total));
-  const allBusy = b.cpus.reduce((s, c, i) => s + c.busy - a.cpus[i]!.busy, 0);
+  const allBusy = b.cpus.reduce((s, c, i) => s + c.task - a.cpus[i]!.task, 0);
   const ours = b.self - a.self + (b.target - a.target) + (b.upstream - a.upstream);
   const foreignPct = Math.max(0, ((allBusy - ours) / HZ / secs) * 100);
   const tick = 1e6 / HZ;
