@@ -259,7 +259,7 @@ kind: ProxyConfig
 metadata: { name: bench }
 spec:
   enforcement: ${mode === 'off' ? 'never' : 'default'}
-  flowLog: { file: "" }
+  flowLog: { file: "${process.env.DNS_BENCH_FLOW_LOG ?? ""}" }
   listeners:
     - name: dns
       mode: dns

@@ -247,7 +247,7 @@ function proxyYaml(upstreamPort: number): string {
 kind: ProxyConfig
 metadata: { name: bench }
 spec:
-  flowLog: { file: "" }
+  flowLog: { file: "${process.env.HTTP_BENCH_FLOW_LOG ?? ""}" }
   listeners:
   - name: deathstar
     mode: ingress
