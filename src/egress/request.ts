@@ -386,7 +386,12 @@ function decideAndForward(ctx: EgressContext, p: Pending): void {
     plainReply(ds, 500, false, 'internal error\r\n');
     return;
   }
-  const { ip, dst, v } = d;
+  const { ip, dst } = d;
+  // A port whose rules want the DNS parser is not served HTTP (it would bypass DNS inspection).
+  const v: Verdict =
+    d.v.allowed && ((d.v.egress?.type === 'L7' && d.v.egress.l7 === 'dns') || (d.v.ingress?.type === 'L7' && d.v.ingress.l7 === 'dns'))
+      ? { ...d.v, allowed: false, dropReason: 'POLICY_DENIED', headerActions: [] }
+      : d.v;
   const flowsOn = ctx.flows.active;
   const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
   const dstPeer: FlowPeer = { ip, port: p.port, identity: dst };
