@@ -7,6 +7,7 @@
 #   FLOWS_BENCH_SECONDS (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+npx tsc -p tsconfig.json   # bench/http.ts runs the proxy from dist/
 S=${FLOWS_BENCH_SECONDS:-3}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -19,18 +20,26 @@ echo "## DNS, flow log off";   run_dns ""                     | tee "$out/dns-of
 echo "## DNS, flow log on";    run_dns "$out/dns-flows.json"   | tee "$out/dns-on"
 echo
 echo "flow records written: HTTP $(wc -l < "$out/http-flows.json" 2>/dev/null || echo 0), DNS $(wc -l < "$out/dns-flows.json" 2>/dev/null || echo 0)"
-# The proxy-1 rows of each table, off vs on (first numeric column = req/s or qps).
+# The proxy-1 rows of each table, off vs on: req/s (HTTP) / qps median (DNS) and target CPU µs per request.
 node -e '
 const fs = require("fs");
-const rows = (f) => fs.readFileSync(f, "utf8").split("\n").filter((l) => /proxy-1\b/.test(l));
-const num = (l) => Number((l.replace(/proxy-1\S*/, "").match(/[\d.]+/) || ["NaN"])[0]);
 const d = process.argv[1];
-console.log("| benchmark | row | flows off | flows on | cost |");
-console.log("|---|---|---|---|---|");
+const table = (f) => {
+  const lines = fs.readFileSync(f, "utf8").split("\n").filter((l) => l.startsWith("|"));
+  const head = lines[0].split("|").map((c) => c.trim());
+  return lines.filter((l) => /^\| proxy-1 /.test(l)).map((l) => {
+    const c = l.split("|").map((x) => x.trim());
+    const col = (re) => Number((c[head.findIndex((h) => re.test(h))] || "").replace(/,/g, ""));
+    return { name: `${c[1]} ${c[2]}`, rate: col(/^(req\/s|qps median)$/), cpu: col(/^target CPU/) };
+  });
+};
+console.log("| benchmark | row | rate off | rate on | rate cost | CPU µs/req off | on | CPU cost |");
+console.log("|---|---|---:|---:|---:|---:|---:|---:|");
 for (const k of ["http", "dns"]) {
-  const off = rows(`${d}/${k}-off`), on = rows(`${d}/${k}-on`);
+  const off = table(`${d}/${k}-off`), on = table(`${d}/${k}-on`);
   for (let i = 0; i < Math.min(off.length, on.length); i++) {
-    const a = num(off[i]), b = num(on[i]);
-    console.log(`| ${k} | ${off[i].trim().split(/\s*\|\s*|\s{2,}/).filter(Boolean).slice(0, 2).join(" ")} | ${a} | ${b} | ${((1 - b / a) * 100).toFixed(1)} % |`);
+    const a = off[i], b = on[i];
+    const pc = (x, y) => `${((y / x - 1) * 100).toFixed(1)} %`;
+    console.log(`| ${k} | ${a.name} | ${a.rate} | ${b.rate} | ${pc(a.rate, b.rate)} | ${a.cpu} | ${b.cpu} | ${pc(a.cpu, b.cpu)} |`);
   }
 }' "$out"
