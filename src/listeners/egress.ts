@@ -370,8 +370,9 @@ export class EgressListenerServer {
   ): void {
     const tlsSocket = new tls.TLSSocket(socket as net.Socket, { isServer: true, ...opts, server: undefined } as tls.TLSSocketOptions);
     tlsSocket.on('error', () => socket.destroy());
-    // As the ingress listener does: the raw socket may be paused (PROXY header read).
-    (socket as net.Socket).resume?.();
+    // No resume() on the raw socket: bytes already buffered on it (a ClientHello that
+    // arrived with the PROXY header, CONNECT early data) are fed to the TLS socket by
+    // its first read, and resuming the raw socket would flow them to nobody.
     this.#track(tlsSocket);
     const timer = setTimeout(() => tlsSocket.destroy(), this.#limits.tlsHandshakeTimeoutMs);
     timer.unref();

@@ -8,6 +8,8 @@
  */
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { join } from 'node:path';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
 import { EgressHarness, KUBE_DNS, capturesOnOnePort, curl, startCapture, type Capture } from '../helpers/egress-harness.js';
@@ -68,6 +70,7 @@ const h = await EgressHarness.start((dnsPort) => ({
   pods: [KUBE_DNS, APP],
   policies: policy(dnsPort),
   egressExtra: '      upstreamCA: default/listener-ca\n',
+  extraListeners: '    - name: tproxy\n      mode: egress\n      address: 127.0.0.1:0\n      sourceIdentity: [proxyProtocol]\n',
   secrets: {
     'default/intercept': { 'tls.crt': interceptLeaf.certPem, 'tls.key': interceptLeaf.keyPem },
     'default/upstream-ca': { 'ca.crt': upstreamCA.certPem },
@@ -148,4 +151,43 @@ t.test('flows: the requests inside the tunnel are L7 EGRESS records with https U
   t.ok(inner.some((f) => f.verdict === 'FORWARDED' && f.Type === 'L7'));
   t.ok(inner.some((f) => f.verdict === 'DROPPED' && f.l7.http.url.endsWith('/admin')));
   t.ok(inner.every((f) => f.traffic_direction === 'EGRESS'));
+});
+
+/** A transparent client: PROXY v1 header, then TLS (trusting the interception CA), then one request. */
+function transparentTls(port: number, dst: string, dport: number, servername: string, path: string, delayMs = 0): Promise<string> {
+  return new Promise((resolve) => {
+    const raw = net.connect({ host: '127.0.0.1', port });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => raw.destroy(), 5000);
+    raw.on('error', () => {});
+    raw.once('connect', () => {
+      raw.write(`PROXY TCP4 ${APP.ip} ${dst} 40100 ${dport}\r\n`);
+      // delayMs 0: the ClientHello usually shares a segment with the PROXY header.
+      if (delayMs > 0) setTimeout(go, delayMs);
+      else go();
+      function go() {
+      const s = tls.connect({ socket: raw, servername, ca: interceptCA.certPem, ALPNProtocols: ['http/1.1'] });
+      s.on('error', (e) => chunks.push(Buffer.from(`ERROR ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+      s.on('data', (d: Buffer) => chunks.push(d));
+      s.on('close', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(chunks).toString('latin1'));
+      });
+      s.once('secureConnect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: ${servername}:${dport}\r\nConnection: close\r\n\r\n`));
+      }
+    });
+  });
+}
+
+t.test('transparent mode intercepts too (verified against the client SNI)', async (t) => {
+  // The IP carries its fqdn label after the lookups above.
+  const before = secure!.requests.length;
+  const ok = await transparentTls(h.port('tproxy'), '127.0.0.70', SP, 'secure.example.test', '/ok/transparent');
+  t.match(ok, /^HTTP\/1\.1 200/);
+  t.match(ok, /upstream:GET \/ok\/transparent at 127\.0\.0\.70/);
+  const no = await transparentTls(h.port('tproxy'), '127.0.0.70', SP, 'secure.example.test', '/admin');
+  t.match(no, /^HTTP\/1\.1 403/);
+  const late = await transparentTls(h.port('tproxy'), '127.0.0.70', SP, 'secure.example.test', '/ok/late', 100);
+  t.match(late, /upstream:GET \/ok\/late/, 'ClientHello in a later segment');
+  t.same(secure!.requests.slice(before).map((q) => q.url), ['/ok/transparent', '/ok/late']);
 });
