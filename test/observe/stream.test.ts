@@ -90,20 +90,20 @@ t.test('two followers get every record; a stalled one is bounded and told what i
     await tick();
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  for (let i = 0; i < 500 && (a.length < N || b.length < N); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1500 && (a.length < N || b.length < N); i++) await new Promise((r) => setTimeout(r, 10));
   t.equal(a.length, N, 'reader A got every record');
   t.equal(b.length, N, 'reader B got every record');
   t.equal(JSON.parse(a[N - 1]!).flow.uuid, `u-${N - 1}`);
   t.equal(sink.dropped, 0, 'the sink itself dropped nothing');
   t.ok(stream.dropped > 0, `the stalled reader lost ${stream.dropped} records`);
-  t.ok(ms < 10_000, `emitting was not held up by the stalled reader (${ms.toFixed(0)} ms)`);
+  t.ok(ms < 20_000, `emitting was not held up by the stalled reader (${ms.toFixed(0)} ms)`);
 
   // Once the stalled reader reads, it gets a lost_events line.
   let got = '';
   stalled.setEncoding('utf8');
   stalled.on('data', (d: string) => (got += d));
   stalled.resume();
-  for (let i = 0; i < 300 && !got.includes('lost_events'); i++) {
+  for (let i = 0; i < 1000 && !got.includes('lost_events'); i++) {
     if (i % 20 === 0) sink.emit(rec(N + i));
     await new Promise((r) => setTimeout(r, 10));
   }
