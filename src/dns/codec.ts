@@ -276,16 +276,12 @@ export function encodeTruncated(q: Query, upstreamFlags: number): Buffer {
 }
 
 /**
- * Does this upstream message answer our query? QR=1, our upstream ID, exactly one
- * question equal (ASCII case-insensitively) to the one we sent, same type and class.
- * Anything else is ignored as spoofed or stray.
+ * Are the bytes after the header our question (name equal ASCII case-insensitively,
+ * type and class exact)? Bounds-checked.
  */
-export function matchesQuery(buf: Buffer, id: number, q: Query): boolean {
-  if (buf.length < HEADER + q.question.length) return false;
-  if (buf.readUInt16BE(0) !== id) return false;
-  if ((buf[2]! & 0x80) === 0) return false;
-  if (buf.readUInt16BE(4) !== 1) return false;
+function sameQuestion(buf: Buffer, q: Query): boolean {
   const qb = q.question;
+  if (buf.length < HEADER + qb.length) return false;
   for (let i = 0; i < qb.length; i++) {
     let a = buf[HEADER + i]!;
     let b = qb[i]!;
@@ -297,6 +293,19 @@ export function matchesQuery(buf: Buffer, id: number, q: Query): boolean {
     if (a !== b || a < 0x61 || a > 0x7a) return false;
   }
   return true;
+}
+
+/**
+ * Does this upstream message answer our query? QR=1, our upstream ID, exactly one
+ * question equal (ASCII case-insensitively) to the one we sent, same type and class.
+ * Anything else is ignored as spoofed or stray.
+ */
+export function matchesQuery(buf: Buffer, id: number, q: Query): boolean {
+  if (buf.length < HEADER + q.question.length) return false;
+  if (buf.readUInt16BE(0) !== id) return false;
+  if ((buf[2]! & 0x80) === 0) return false;
+  if (buf.readUInt16BE(4) !== 1) return false;
+  return sameQuestion(buf, q);
 }
 
 /** What a validated response says, for the cache and the flow record. */
@@ -417,10 +426,17 @@ export function parseResponse(buf: Buffer, q: Query): ResponseParse {
   const ns = buf.readUInt16BE(8);
   const ar = buf.readUInt16BE(10);
   let pos = HEADER;
-  for (let i = 0; i < qd; i++) {
-    pos = readName(buf, pos);
-    if (pos < 0 || pos + 4 > buf.length) return { ok: false, reason: 'bad question' };
-    pos += 4;
+  // Fast path: one question, byte-equal to ours but for the case of letters (what
+  // matchesQuery accepts). Its name then reads as q.qname: it is our validated,
+  // pointer-free question, and readName lowercases — no string is built for it.
+  const known = qd === 1 && sameQuestion(buf, q);
+  if (known) pos = HEADER + q.question.length;
+  else {
+    for (let i = 0; i < qd; i++) {
+      pos = readName(buf, pos);
+      if (pos < 0 || pos + 4 > buf.length) return { ok: false, reason: 'bad question' };
+      pos += 4;
+    }
   }
   let tail = q.qname;
   const ips: string[] = [];
@@ -429,9 +445,16 @@ export function parseResponse(buf: Buffer, q: Query): ResponseParse {
   let ttl = -1;
   const total = an + ns + ar;
   for (let i = 0; i < total; i++) {
-    pos = readName(buf, pos);
-    if (pos < 0) return { ok: false, reason: 'bad owner name' };
-    const owner = nameOut;
+    let owner: string;
+    if (known && buf[pos] === 0xc0 && buf[pos + 1] === HEADER && pos + 1 < buf.length) {
+      // A pointer to the question's name (backward: pos is past the question): q.qname.
+      owner = q.qname;
+      pos += 2;
+    } else {
+      pos = readName(buf, pos);
+      if (pos < 0) return { ok: false, reason: 'bad owner name' };
+      owner = nameOut;
+    }
     if (pos + 10 > buf.length) return { ok: false, reason: 'truncated record header' };
     const type = buf.readUInt16BE(pos);
     const rawTtl = buf.readUInt32BE(pos + 4);

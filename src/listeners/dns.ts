@@ -56,6 +56,17 @@ function overlayOf(s: PolicySnapshot | undefined): IPCacheOverlay | undefined {
   return (s as { ipcache?: { overlay?: IPCacheOverlay } } | undefined)?.ipcache?.overlay;
 }
 
+/** dgram `lookup` for IP literals only (the client addresses we reply to). */
+function literalLookup(
+  address: string,
+  _family: unknown,
+  cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = net.isIP(address);
+  if (family === 0) cb(Object.assign(new Error(`not an IP address: ${address}`), { code: 'EINVAL' }), address, 0);
+  else cb(null, address, family);
+}
+
 async function bindBoth(host: string, port: number): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
   const type = net.isIPv6(host) ? 'udp6' : 'udp4';
   const attempts = port === 0 ? 20 : 1;
@@ -75,7 +86,9 @@ async function bindBoth(host: string, port: number): Promise<{ udp: dgram.Socket
       continue;
     }
     const bound = (tcp.address() as net.AddressInfo).port;
-    const udp = dgram.createSocket({ type, recvBufferSize: 4 << 20 });
+    // Replies go to rinfo.address, always an IP literal: resolve it synchronously
+    // instead of dgram's default dns.lookup, which defers every send by a nextTick.
+    const udp = dgram.createSocket({ type, recvBufferSize: 4 << 20, lookup: literalLookup });
     try {
       await new Promise<void>((resolve, reject) => {
         udp.once('error', reject);

@@ -288,6 +288,31 @@ t.test('responses: RDLENGTH, pointers, truncation, trailing bytes', async (t) =>
   t.notOk(pr.ok, 'dotted single label is not the question name');
 });
 
+t.test('responses: an owner pointer to the question is the question name only when the question is ours', async (t) => {
+  const q = mustParse(query('Www.Example.com'));
+  /** Header + question (name, qtype) + one A record whose owner is the pointer 0xc00c. */
+  const withPointer = (name: string, qtype: number, ip: number[]): Buffer => {
+    const head = response(q, 5, [], { questions: [{ type: 'A', name }] });
+    head.writeUInt16BE(1, 6); // ANCOUNT
+    head.writeUInt16BE(qtype, head.length - 4);
+    return Buffer.concat([head, Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, ...ip])]);
+  };
+  // 0x20 case in the upstream's question.
+  const mixed = withPointer('wWW.exAMPLE.COM', 1, [127, 0, 0, 33]);
+  t.ok(matchesQuery(mixed, 5, q));
+  const r = parseResponse(mixed, q);
+  t.ok(r.ok && r.info.ips[0] === '127.0.0.33', 'learned through the pointer');
+  // Another question (parseResponse alone, without matchesQuery): the same pointer
+  // now names evil.example.com, which is not on the chain from our name.
+  const evil = withPointer('evil.example.com', 1, [127, 0, 0, 66]);
+  t.notOk(parseResponse(evil, q).ok, 'pointer to a foreign question ⇒ rejected');
+  // Same name, other type: not our question; the owner is read from the wire and checked.
+  const aaaaQ = withPointer('www.example.com', 28, [127, 0, 0, 34]);
+  t.notOk(matchesQuery(aaaaQ, 5, q));
+  const r2 = parseResponse(aaaaQ, q);
+  t.ok(r2.ok && r2.info.ips[0] === '127.0.0.34', 'general path reads the owner name');
+});
+
 t.test('TC reply keeps the client ID and question', async (t) => {
   const q = mustParse(query('Big.example'));
   const b = encodeTruncated(q, 0x8180);
