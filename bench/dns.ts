@@ -25,7 +25,8 @@
  *    that saw more than DNS_BENCH_MAX_FOREIGN (default 25) % is repeated once and the
  *    quieter of the two is kept.
  * DNS_BENCH_TARGETS=a,b limits the targets; DNS_BENCH_PROXY_ARGS adds node flags to
- * the proxy processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+ * the proxy processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"); DNS_BENCH_PROXY_MAIN
+ * runs another build of the proxy (default dist/cli/main.js).
  * Targets: proxy-off ≥ node-fwd; enforcement costs ≤ 15% of proxy-off; 1,000
  * patterns ≈ 1 pattern.
  */
@@ -43,6 +44,8 @@ const LAT_SECONDS = Number(process.env.DNS_BENCH_LAT_SECONDS ?? 3);
 const MAX_FOREIGN = Number(process.env.DNS_BENCH_MAX_FOREIGN ?? 25);
 const ONLY = process.env.DNS_BENCH_TARGETS ? new Set(process.env.DNS_BENCH_TARGETS.split(',')) : undefined;
 const PROXY_ARGS = (process.env.DNS_BENCH_PROXY_ARGS ?? '').split(' ').filter(Boolean);
+/** The proxy's entry point (default dist/cli/main.js; another build for A/B comparisons). */
+const PROXY_MAIN = process.env.DNS_BENCH_PROXY_MAIN ?? 'dist/cli/main.js';
 const PINNED = (process.env.DNS_BENCH_PLACEMENT ?? 'pinned') === 'pinned' && cpus().length >= 2;
 const CLIENT_IP = '127.0.0.10';
 const TS = ['--import=@tapjs/typescript/import'];
@@ -315,7 +318,7 @@ async function main(): Promise<void> {
       const cdir = join(dir, `cfg-${mode}`);
       await run('mkdir', ['-p', cdir], 5000);
       for (const [f, text] of Object.entries(configFor(up.port, mode).files)) await writeFile(join(cdir, f), text);
-      const p = await startProc([...PROXY_ARGS, 'dist/cli/main.js', 'run', '--config', cdir], /listening: dns \(dns\) on [\d.]+:(\d+)/);
+      const p = await startProc([...PROXY_ARGS, PROXY_MAIN, 'run', '--config', cdir], /listening: dns \(dns\) on [\d.]+:(\d+)/);
       targets.push({
         name,
         policy: mode === 'off' ? 'enforcement: never' : `${mode} pattern${mode === 1 ? '' : 's'}`,
