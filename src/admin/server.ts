@@ -10,6 +10,11 @@ import type { AddressInfo } from 'node:net';
 export interface ReadinessSource {
   /** undefined when ready, else why not (one line). */
   notReadyReason(): string | undefined;
+  /**
+   * Extra lines for /readyz's body whatever the status, e.g. the last refused
+   * reload's errors while the previous policy stays in force (docs/operations.md).
+   */
+  detail?(): string | undefined;
 }
 
 export type AdminRoute = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -33,7 +38,8 @@ export class AdminServer {
       if (path === '/healthz') return send(200, 'ok\n');
       if (path === '/readyz') {
         const why = this.readiness.notReadyReason();
-        return why === undefined ? send(200, 'ready\n') : send(503, `not ready: ${why}\n`);
+        const more = this.readiness.detail?.() ?? '';
+        return why === undefined ? send(200, `ready\n${more}`) : send(503, `not ready: ${why}\n${more}`);
       }
       const route = this.routes.get(path);
       if (route) return route(req, res);

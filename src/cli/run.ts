@@ -10,7 +10,7 @@
 import type { AddressInfo } from 'node:net';
 import { loadConfigDir } from '../config/load.js';
 import { formatIssue, type ConfigIssue } from '../config/issues.js';
-import { compileSnapshot } from '../policy/compile.js';
+import { PolicyStore } from '../policy/store.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { ListenerSpec, ProxyConfigSpec } from '../config/proxy-config.js';
 import { DEFAULT_LIMITS } from '../config/proxy-config.js';
@@ -27,6 +27,12 @@ import { AdminServer } from '../admin/server.js';
 import { assertVerificationEnv } from '../tls/originate.js';
 import { WardenError } from '../core/errors.js';
 import { EXIT, parse, type Io } from './args.js';
+import type { ListenerCertificates } from '../tls/cert-store.js';
+import { ProxyReloader, type ReloadReport } from '../ops/reload.js';
+import { ConfigWatcher } from '../ops/config-watch.js';
+import { reloadRoute, readinessDetail } from '../ops/admin.js';
+import { runWorkers, workerMain, isClusterWorker } from '../ops/workers.js';
+import * as path from 'node:path';
 
 export interface StartOptions {
   readonly configDir: string;
@@ -37,6 +43,17 @@ export interface StartOptions {
   readonly onFlow?: (line: string) => void;
   /** Rebind every listener (and admin) on port 0 of its host: tests. */
   readonly ephemeralPorts?: boolean;
+  /**
+   * Watch the config directory (and the certs directory) and reload on a change
+   * (`l7warden run` does; docs/operations.md). Off by default for embedders/tests.
+   */
+  readonly watch?: boolean | { readonly debounceMs?: number };
+  /** Operator log lines (reload outcomes, refused changes): stderr in `l7warden run`. */
+  readonly log?: (line: string) => void;
+  /** Which listeners this process binds (cluster workers, src/ops/workers.ts); default all. */
+  readonly bindListener?: (l: ListenerSpec) => boolean;
+  /** Do not serve the admin address here (cluster workers: the primary serves it). */
+  readonly noAdmin?: boolean;
 }
 
 export interface RunningListener {
@@ -49,8 +66,16 @@ export interface RunningProxy {
   readonly listeners: readonly RunningListener[];
   readonly admin?: AddressInfo;
   readonly snapshot: () => PolicySnapshot | undefined;
-  /** Swap the active snapshot (hot reload calls this). */
+  /**
+   * Force a snapshot compiled elsewhere (tests, embedders); the next successful
+   * reload replaces it. Hot reload goes through `store` / `reload()`.
+   */
   setSnapshot(s: PolicySnapshot): void;
+  /** The policy store: current snapshot, version, shared FQDN overlay, onSwap. */
+  readonly store: PolicyStore;
+  /** Reload the config directory now (what the watcher, SIGHUP and POST /reload do). */
+  reload(trigger?: string): Promise<ReloadReport>;
+  readonly reloader: ProxyReloader;
   readonly flows: FlowSink;
   /** Every Prometheus metric (served at the admin address's /metrics). */
   readonly metrics: Metrics;
@@ -73,10 +98,17 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
   const loaded = await loadConfigDir(opts.configDir, opts.certsDir !== undefined ? { certsDir: opts.certsDir } : {});
   if (loaded.errors.length > 0) throw new ConfigInvalid(loaded.errors);
   const pc = loaded.docs.proxyConfig?.spec;
-  const compiled = compileSnapshot(loaded.docs, pc?.enforcement ? { enforcement: pc.enforcement } : {});
-  if (!compiled.snapshot || compiled.errors.length > 0) throw new ConfigInvalid(compiled.errors);
-  let current: PolicySnapshot | undefined = compiled.snapshot;
-  const snapshot = () => current;
+  // One PolicyStore: the first snapshot and every reload go through it, and its IP
+  // overlay (FQDN-learned IPs) is shared by every snapshot it compiles.
+  const store = new PolicyStore(opts.certsDir !== undefined ? { certsDir: opts.certsDir } : {});
+  const first = store.apply(loaded.docs, loaded.warnings);
+  if (!first.ok) throw new ConfigInvalid(first.errors);
+  // setSnapshot() forces a snapshot until the store swaps again.
+  let forced: PolicySnapshot | undefined;
+  store.onSwap(() => {
+    forced = undefined;
+  });
+  const snapshot = (): PolicySnapshot | undefined => forced ?? store.current;
   const spec: ProxyConfigSpec = pc ?? {
     listeners: [],
     enforcement: 'default',
@@ -104,30 +136,43 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
   const servers: Closable[] = [];
   const dnsByName = new Map<string, RunningDnsListener>();
   const listeners: RunningListener[] = [];
+  const certificates = new Map<string, ListenerCertificates>();
+  const bindListener = opts.bindListener ?? (() => true);
+  // Ingress listeners first: cluster workers that bind only some listeners still
+  // listen on port-0 addresses in the same order (cluster keys port 0 by order).
+  const toBind = [...spec.listeners.filter((l) => l.mode === 'ingress'), ...spec.listeners.filter((l) => l.mode !== 'ingress')].filter(bindListener);
   let admin: AdminServer | undefined;
   let adminAddr: AddressInfo | undefined;
+  let reloader: ProxyReloader | undefined;
+  let watcher: ConfigWatcher | undefined;
+  let draining = false;
   const readiness = {
     notReadyReason(): string | undefined {
-      if (!current) return 'no policy snapshot';
-      const unbound = servers.length < spec.listeners.length || servers.some((s) => !s.bound);
+      if (draining) return 'draining';
+      if (!snapshot()) return 'no policy snapshot';
+      const unbound = servers.length < toBind.length || servers.some((s) => !s.bound);
       return unbound ? 'listeners not bound yet' : undefined;
     },
+    detail: () => readinessDetail(reloader?.lastError, store.version),
   };
   const closeAll = async (drainMs?: number) => {
+    draining = true;
+    watcher?.close();
     await Promise.all(servers.map((s) => s.close(drainMs).catch(() => {})));
     await admin?.close();
     await flows.close();
   };
   try {
-    if (spec.admin) {
+    if (spec.admin && !opts.noAdmin) {
       admin = new AdminServer(readiness);
+      admin.routes.set('/reload', reloadRoute((trigger) => doReload(trigger)));
       const stream = new FlowStream(flows, { nodeName });
       metrics.trackGauge(metrics.flowReadersDropped, () => stream.dropped);
       admin.routes.set('/flows', stream.route);
       admin.routes.set('/metrics', metricsRoute(metrics));
       adminAddr = await admin.listen(spec.admin.host, opts.ephemeralPorts ? 0 : spec.admin.port);
     }
-    for (const l of spec.listeners) {
+    for (const l of toBind) {
       const bindSpec = opts.ephemeralPorts ? { ...l, port: 0 } : l;
       switch (bindSpec.mode) {
         case 'ingress': {
@@ -138,6 +183,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
             secrets: loaded.docs.secrets,
           });
           servers.push(srv);
+          if (srv.certificates) certificates.set(l.name, srv.certificates);
           metrics.trackConnections(l.name, l.mode, () => srv.openConnections);
           const address = await srv.listen();
           listeners.push({ name: l.name, mode: l.mode, address });
@@ -145,7 +191,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
         }
         case 'dns': {
           // DNS proxy (src/listeners/dns.ts): UDP + TCP on one address.
-          const srv = await startDnsListener({ spec: bindSpec, limits: spec.limits, snapshot, flows: dnsFlows });
+          const srv = await startDnsListener({ spec: bindSpec, limits: spec.limits, snapshot, flows: dnsFlows, ipOverlay: store.ipOverlay });
           servers.push(srv);
           metrics.trackConnections(l.name, l.mode, () => srv.openConnections);
           dnsByName.set(l.name, srv);
@@ -171,18 +217,49 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
         }
       }
     }
+    const certsDir = opts.certsDir ?? path.join(opts.configDir, '..', 'certs');
+    reloader = new ProxyReloader({
+      store,
+      configDir: opts.configDir,
+      ...(opts.certsDir !== undefined ? { certsDir: opts.certsDir } : {}),
+      running: spec,
+      startDocs: loaded.docs,
+      certificates,
+      count: (ok) => metrics.policyReload(ok),
+      ...(opts.log ? { log: opts.log } : {}),
+      onApplied: (docs) => httpFlows.addRedactedHeaders(secretHeaderNames(docs)),
+    });
+    if (opts.watch) {
+      const debounceMs = typeof opts.watch === 'object' ? opts.watch.debounceMs : undefined;
+      watcher = new ConfigWatcher({
+        configDir: opts.configDir,
+        certsDir,
+        ...(debounceMs !== undefined ? { debounceMs } : {}),
+        onChange: () => void doReload('watch'),
+        onError: (e) => opts.log?.(`l7warden: config watch: ${e.message}`),
+      });
+      await watcher.start();
+    }
   } catch (err) {
     await closeAll(0);
     throw err;
+  }
+  const activeReloader = reloader;
+  function doReload(trigger: string): Promise<ReloadReport> {
+    if (!reloader) return Promise.resolve({ ok: false, trigger, version: store.version, errors: ['not started'], at: new Date() });
+    return reloader.reload(trigger);
   }
   return {
     listeners,
     ...(adminAddr ? { admin: adminAddr } : {}),
     snapshot,
     setSnapshot(s: PolicySnapshot) {
-      current = s;
+      forced = s;
       metrics.policyReload(true);
     },
+    store,
+    reloader: activeReloader,
+    reload: (trigger = 'api') => doReload(trigger),
     flows,
     metrics,
     close: closeAll,
@@ -193,12 +270,27 @@ export async function runRun(argv: readonly string[], io: Io): Promise<number> {
   const { values } = parse(argv, {
     config: { type: 'string', short: 'c', default: 'config' },
     certs: { type: 'string' },
+    workers: { type: 'string', default: '1' },
+    'no-watch': { type: 'boolean', default: false },
   });
+  const configDir = values.config as string;
+  const certsDir = typeof values.certs === 'string' ? values.certs : undefined;
+  const workers = Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+    io.err(`l7warden run: --workers must be an integer from 1 to 64, got ${String(values.workers)}`);
+    return EXIT.usage;
+  }
+  if (isClusterWorker()) return workerMain({ configDir, ...(certsDir !== undefined ? { certsDir } : {}), io });
+  if (workers > 1) {
+    return runWorkers({ configDir, ...(certsDir !== undefined ? { certsDir } : {}), workers, watch: values['no-watch'] !== true, io });
+  }
   let proxy: RunningProxy;
   try {
     proxy = await startProxy({
-      configDir: values.config as string,
-      ...(typeof values.certs === 'string' ? { certsDir: values.certs } : {}),
+      configDir,
+      ...(certsDir !== undefined ? { certsDir } : {}),
+      watch: values['no-watch'] !== true,
+      log: (l) => io.err(l),
     });
   } catch (err) {
     if (err instanceof ConfigInvalid) {
@@ -215,11 +307,17 @@ export async function runRun(argv: readonly string[], io: Io): Promise<number> {
   }
   for (const l of proxy.listeners) io.err(`listening: ${l.name} (${l.mode}) on ${l.address.address}:${l.address.port}`);
   if (proxy.admin) io.err(`admin: ${proxy.admin.address}:${proxy.admin.port}`);
+  // SIGHUP reloads the config directory (as the watcher and POST /reload do).
+  const onHup = () => void proxy.reload('SIGHUP');
+  process.on('SIGHUP', onHup);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = () => {
       if (stopping) return;
       stopping = true;
+      process.off('SIGHUP', onHup);
+      // Drain (docs/operations.md): stop accepting, GOAWAY, Connection: close, wait
+      // up to limits.drainTimeoutMs for in-flight requests, then exit 0.
       proxy.close().then(
         () => resolve(EXIT.ok),
         () => resolve(EXIT.ok),

@@ -14,6 +14,7 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import type * as http from 'node:http';
 import type * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IngressListener, Limits } from '../config/proxy-config.js';
@@ -50,6 +51,10 @@ export class IngressListenerServer {
   readonly #sockets = new Set<net.Socket>();
   readonly #connInfo = new WeakMap<net.Socket, ConnInfo>();
   readonly #tls?: tls.Server;
+  /** Drain: HTTP/1 connections and the response each is writing now. */
+  readonly #h1Conns = new Set<net.Socket>();
+  readonly #h1Current = new WeakMap<net.Socket, http.ServerResponse>();
+  #draining = false;
   #bound = false;
 
   constructor(spec: IngressListener, deps: IngressDeps) {
@@ -88,6 +93,16 @@ export class IngressListenerServer {
       ...(wsTarget ? { ws: wsTarget } : {}),
     };
     this.#servers = createProtocolServers(ctx);
+    // Drain support: remember each HTTP/1 connection's current response so a drain
+    // can mark it `Connection: close`; requests that start while draining get it too.
+    this.#servers.h1.on('connection', (s: net.Socket) => {
+      this.#h1Conns.add(s);
+      s.once('close', () => this.#h1Conns.delete(s));
+    });
+    this.#servers.h1.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (this.#draining) res.shouldKeepAlive = false;
+      else this.#h1Current.set(req.socket, res);
+    });
     if (spec.tls) {
       this.#certs = ListenerCertificates.load(spec.tls, deps.secrets);
       this.#tls = this.#makeTlsServer(this.#certs);
@@ -226,7 +241,14 @@ export class IngressListenerServer {
    * `drainMs` destroy what is left.
    */
   async close(drainMs = this.#limits.drainTimeoutMs): Promise<void> {
+    this.#draining = true;
     const closed = new Promise<void>((resolve) => this.#net.close(() => resolve()));
+    // In-flight HTTP/1 responses not yet started announce `Connection: close`; ones
+    // already started finish and their connection is closed as soon as it is idle.
+    for (const s of this.#h1Conns) {
+      const res = this.#h1Current.get(s);
+      if (res && !res.headersSent) res.shouldKeepAlive = false;
+    }
     this.#servers.h1.closeIdleConnections();
     for (const s of this.#servers.sessions) s.close();
     const deadline = Date.now() + drainMs;

@@ -152,7 +152,7 @@ class HttpRecord {
 
 export class HttpFlowRecorder {
   readonly #metrics: Metrics | undefined;
-  readonly #redact: ReadonlySet<string>;
+  readonly #redact: Set<string>;
 
   constructor(
     private readonly sink: FlowSink,
@@ -161,6 +161,14 @@ export class HttpFlowRecorder {
   ) {
     this.#metrics = opts.metrics;
     this.#redact = new Set([...DEFAULT_REDACTED_HEADERS, ...[...(opts.redactHeaders ?? [])].map((h) => h.toLowerCase())]);
+  }
+
+  /**
+   * Secret-backed header names of a reloaded configuration (hot reload). Names are
+   * only ever added: redacting a header that is no longer secret-backed is safe.
+   */
+  addRedactedHeaders(names: Iterable<string>): void {
+    for (const n of names) this.#redact.add(n.toLowerCase());
   }
 
   /** Should callers gather flow data at all (a flow reader or metrics)? */

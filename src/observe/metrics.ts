@@ -87,11 +87,15 @@ export class Metrics {
   readonly reloads = new Counter({
     name: 'l7warden_policy_reloads_total',
     help: 'Policy snapshots swapped in (initial load included)',
+    // --workers: every worker reloads in lockstep; the cluster total is one worker's.
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly reloadErrors = new Counter({
     name: 'l7warden_policy_reload_errors_total',
     help: 'Policy reloads refused because the configuration was invalid',
+    // --workers: every worker reloads in lockstep; the cluster total is one worker's.
+    aggregator: 'max',
     registers: [this.registry],
   });
   readonly upstreamErrors = new Counter({
