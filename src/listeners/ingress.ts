@@ -161,23 +161,29 @@ export class IngressListenerServer {
           info.proxyHeader = hdr;
           if (hdr.command === 'PROXY' && hdr.source) info.proxySrc = { ip: hdr.source.address, port: hdr.source.port };
           if (hdr.rest.length > 0) socket.unshift(hdr.rest);
-          this.#afterProxy(socket, info);
+          this.#afterProxy(socket, info, true);
         },
         () => socket.destroy(),
       );
+      // Accepted paused (pauseOnConnect): without this the header bytes never arrive.
+      // readProxyHeader pauses the socket again once it has the header.
+      socket.resume();
       return;
     }
-    this.#afterProxy(socket, info);
+    this.#afterProxy(socket, info, false);
   }
 
-  #afterProxy(socket: net.Socket, info: ConnInfo): void {
+  #afterProxy(socket: net.Socket, info: ConnInfo, proxied: boolean): void {
     if (!this.#tls) {
       this.#sniff(socket, info);
       return;
     }
     this.#connInfo.set(socket, info);
     this.#tls.emit('connection', socket);
-    socket.resume();
+    // After a PROXY header the socket may hold bytes already read (a ClientHello in
+    // the header's segment, unshifted above): the TLS socket's first read feeds them
+    // to the handshake; resuming the raw socket would flow them to nobody.
+    if (!proxied) socket.resume();
   }
 
   /** A non-listening tls.Server does the handshakes (SNI, ALPN, client certificates, timeout). */
