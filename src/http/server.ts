@@ -25,6 +25,17 @@ export interface ProtocolServers {
   readonly sessions: Set<http2.ServerHttp2Session>;
 }
 
+/**
+ * An `http.Server` that never listens (sockets arrive through emit('connection'))
+ * has no connection list: Node creates it, and the timer that enforces
+ * `headersTimeout` / `requestTimeout` (408 to a slowloris client) and makes
+ * `closeIdleConnections()` work, only on 'listening'. Start them here. The timer is
+ * unref'd and `server.close()` clears it.
+ */
+export function startConnectionChecks(server: http.Server): void {
+  server.emit('listening');
+}
+
 export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
   const limits: Limits = ctx.limits;
   const h1 = http.createServer({
@@ -37,6 +48,7 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
     requireHostHeader: true,
     joinDuplicateHeaders: false,
   });
+  startConnectionChecks(h1);
   // Count headers ourselves: Node keeps only the first maxHeadersCount silently.
   h1.maxHeadersCount = limits.maxHeadersCount + 1;
   h1.timeout = limits.idleTimeoutMs;

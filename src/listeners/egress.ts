@@ -25,6 +25,7 @@
  * Source identity: the listener's `sourceIdentity` methods (PROXY source, else the
  * peer address in the IP cache). The snapshot is read once per request / tunnel.
  */
+import { startConnectionChecks } from '../http/server.js';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as http from 'node:http';
@@ -137,6 +138,8 @@ export class EgressListenerServer {
       requireHostHeader: true,
       joinDuplicateHeaders: false,
     });
+    // headersTimeout/requestTimeout and closeIdleConnections need Node's connection list.
+    startConnectionChecks(h1);
     h1.maxHeadersCount = limits.maxHeadersCount + 1;
     h1.timeout = limits.idleTimeoutMs;
     h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -159,8 +162,10 @@ export class EgressListenerServer {
       socket.on('error', () => {});
       rawReply(socket, 400, 'upgrade is not served on the egress listener\r\n');
     });
-    h1.on('clientError', (_err: Error, socket: Duplex) => {
-      if (socket.writable) rawReply(socket, 400, '400\r\n');
+    h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      // As the ingress listener answers: slow headers 408, oversized headers 431.
+      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      if (socket.writable) rawReply(socket, status, `${status}\r\n`);
       else socket.destroy();
     });
     this.#http = h1;
