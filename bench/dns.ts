@@ -21,7 +21,8 @@
  *  - CPU µs/query: utime+stime from /proc of the target process (and of the
  *    upstream), before and after the throughput run, over the queries completed;
  *  - cpu0/cpu1 busy from /proc/stat; "foreign" = CPU time on the machine not spent
- *    by the processes of this benchmark (other users' load), in % of one core. A run
+ *    by the processes of this benchmark nor by kernel threads (so: other users' load),
+ *    in % of one core. A run
  *    that saw more than DNS_BENCH_MAX_FOREIGN (default 25) % is repeated once and the
  *    quieter of the two is kept.
  * DNS_BENCH_TARGETS=a,b limits the targets; DNS_BENCH_PROXY_ARGS adds node flags to
@@ -31,7 +32,7 @@
  * patterns ≈ 1 pattern.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, readFile, readdir } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -112,6 +113,22 @@ async function procTicks(pid: number | 'self', withChildren = false): Promise<nu
   }
 }
 
+/** CPU ticks of kernel threads (children of kthreadd, e.g. ksoftirqd doing our loopback packets). */
+async function kernelThreadTicks(): Promise<number> {
+  let sum = 0;
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (f[1] === '2' || pid === '2') sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      /* exited */
+    }
+  }
+  return sum;
+}
+
 /** Busy, total and task ticks per cpu from /proc/stat. */
 async function cpuTicks(): Promise<{ busy: number; total: number; task: number }[]> {
   const text = await readFile('/proc/stat', 'utf8');
@@ -134,6 +151,7 @@ async function cpuTicks(): Promise<{ busy: number; total: number; task: number }
 
 interface Sample {
   self: number;
+  kernel: number;
   target: number;
   upstream: number;
   cpus: { busy: number; total: number; task: number }[];
@@ -141,13 +159,14 @@ interface Sample {
 }
 
 async function sample(targetPid: number | undefined, upstreamPid: number): Promise<Sample> {
-  const [self, target, upstream, cpus_] = await Promise.all([
+  const [self, kernel, target, upstream, cpus_] = await Promise.all([
     procTicks('self', true),
+    kernelThreadTicks(),
     targetPid ? procTicks(targetPid) : Promise.resolve(0),
     procTicks(upstreamPid),
     cpuTicks(),
   ]);
-  return { self, target, upstream, cpus: cpus_, at: performance.now() };
+  return { self, kernel, target, upstream, cpus: cpus_, at: performance.now() };
 }
 
 interface Result {
@@ -183,7 +202,7 @@ async function measure(port: number, names: string, targetPid: number | undefine
   const secs = (b.at - a.at) / 1000;
   const busy = b.cpus.map((c, i) => (c.busy - a.cpus[i]!.busy) / Math.max(1, c.total - a.cpus[i]!.total));
   const allBusy = b.cpus.reduce((s, c, i) => s + c.task - a.cpus[i]!.task, 0);
-  const ours = b.self - a.self + (b.target - a.target) + (b.upstream - a.upstream);
+  const ours = b.self - a.self + (b.kernel - a.kernel) + (b.target - a.target) + (b.upstream - a.upstream);
   const foreignPct = Math.max(0, ((allBusy - ours) / HZ / secs) * 100);
   const tick = 1e6 / HZ;
   const r: Result = {
@@ -399,7 +418,7 @@ async function main(): Promise<void> {
     }
     lines.push(
       '',
-      'target CPU µs/query: the forwarder\'s or proxy\'s process alone; upstream CPU µs/query: the upstream\'s own (for "direct" it is the only process). foreign load: CPU time used on the machine by other processes during the throughput run, in % of one core. errors: lost or non-NOERROR answers, all runs.',
+      'target CPU µs/query: the forwarder\'s or proxy\'s process alone; upstream CPU µs/query: the upstream\'s own (for "direct" it is the only process). foreign load: CPU time used on the machine by other users (neither this benchmark nor kernel threads) during the throughput run, in % of one core. errors: lost or non-NOERROR answers, all runs.',
     );
     const q1 = qpsOf('proxy-1');
     const q1000 = qpsOf('proxy-1000');
