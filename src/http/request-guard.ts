@@ -271,7 +271,10 @@ export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
 /**
  * Lazy header lookup over a raw header array: the policy calls `header(name)` only
  * for rules with headerMatches, so nothing is built for the common request.
- * Several values are joined with ", " (SECURITY.md §1.5: match the whole list).
+ * Several values are joined with "," and the whole list is matched (SECURITY.md §1.5),
+ * exactly as Envoy's HeaderUtility::getAllOfHeaderAsString does for Cilium's `headers`
+ * and `headerMatches` (separator ","): a policy value "a,b" matches the two fields
+ * `a` and `b`, and neither field alone.
  */
 export function rawHeaderLookup(raw: readonly string[]): (name: string) => string | undefined {
   return (name: string) => {
@@ -279,7 +282,7 @@ export function rawHeaderLookup(raw: readonly string[]): (name: string) => strin
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
       if (n.length !== name.length || n.toLowerCase() !== name) continue;
-      v = v === undefined ? raw[i + 1]! : v + ', ' + raw[i + 1]!;
+      v = v === undefined ? raw[i + 1]! : v + ',' + raw[i + 1]!;
     }
     return v;
   };
