@@ -121,16 +121,16 @@ export interface FlowLogSpec {
   readonly file: string;
   readonly format: 'json';
   readonly nodeName: string;
+  /** Rotate the file before it grows past this many bytes (absent: never rotate). */
+  readonly maxBytes?: number;
+  /** Files kept when rotating, the live one included (default 5). */
+  readonly maxFiles?: number;
 }
 
 export interface ProxyConfigSpec {
   readonly admin?: { readonly address: string; readonly host: string; readonly port: number };
   readonly listeners: readonly ListenerSpec[];
   /** Cilium's --enable-policy. */
-  /** Rotate the file before it grows past this many bytes (absent: never rotate). */
-  readonly maxBytes?: number;
-  /** Files kept when rotating, the live one included (default 5). */
-  readonly maxFiles?: number;
   readonly enforcement: 'default' | 'always' | 'never';
   readonly limits: Limits;
   readonly flowLog: FlowLogSpec;
