@@ -205,8 +205,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
           const srv = new EgressListenerServer(bindSpec, {
             limits: spec.limits,
             snapshot,
-            flows,
-            nodeName: spec.flowLog.nodeName || 'l7warden',
+            flows: httpFlows,
             secrets: loaded.docs.secrets,
             resolver: () => (dnsName !== undefined ? dnsByName.get(dnsName)?.proxy : undefined),
           });

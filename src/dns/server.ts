@@ -109,6 +109,15 @@ export class DnsProxy {
     this.udp.close();
   }
 
+  /**
+   * Names a learned IP was returned for, without the trailing dot: flow records'
+   * destination_names, as Hubble's GetNamesOf trims the FQDN cache's names.
+   */
+  namesFor(ip: string): readonly string[] {
+    const names = this.opts.fqdn?.namesFor(ip);
+    return names ? names.map((n) => (n.endsWith('.') ? n.slice(0, -1) : n)) : [];
+  }
+
   get inFlight(): number {
     return this.#inFlight;
   }

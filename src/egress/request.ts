@@ -25,7 +25,7 @@ import type { TLSContext } from '../policy/api.js';
 import type { HeaderAction, HttpAttributes, PolicySnapshot, Verdict } from '../policy/types.js';
 import type { DnsProxy } from '../dns/server.js';
 import type { ProxyHeader } from '../listeners/proxy-protocol.js';
-import type { FlowPeer, HttpFlowInfo } from '../observe/flow.js';
+import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from '../http/canonical-path.js';
 import { checkH1, forwardHeaders, rawHeaderLookup, type RequestFacts } from '../http/request-guard.js';
 import { H1Downstream, type Downstream } from '../http/downstream.js';
@@ -33,7 +33,6 @@ import { DENY_BODY, h1Reject } from '../http/enforce.js';
 import { failureStatus, type UpstreamFailure } from '../upstream/errors.js';
 import { resolveSourceIdentity } from '../identity/source.js';
 import { coversHost } from '../tls/cert-store.js';
-import type { EgressFlowRecorder } from './flow.js';
 import { ResolveMemo, resolveThroughDns, type ResolveFailure } from './resolve.js';
 import type { EgressUpstreams } from './upstreams.js';
 
@@ -41,7 +40,8 @@ export interface EgressContext {
   readonly spec: EgressListener;
   readonly limits: Limits;
   readonly snapshot: () => PolicySnapshot | undefined;
-  readonly flows: EgressFlowRecorder;
+  /** The shared Hubble-shape recorder (records say traffic_direction EGRESS) and metrics. */
+  readonly flows: HttpFlowRecorder;
   /** The DNS listener's proxy whose resolver (and FQDN cache) names go through. */
   readonly resolver: () => DnsProxy | undefined;
   readonly upstreams: EgressUpstreams;
@@ -311,7 +311,7 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
         const f = resolveFailureStatus(r.reason);
         if (f.status === 403) {
           deny(ds);
-          recordDenied(ctx, snap, conn, src, { method, url: `${scheme}://${authority}${canon.path}`, protocol: ds.protocol }, port, start, names);
+          recordDenied(ctx, snap, conn, src, { method, url: `${scheme}://${authority}${canon.path}`, protocol: ds.protocol, headers: req.rawHeaders, direction: 'EGRESS', ...(names ? { names } : {}) }, port, start);
         } else plainReply(ds, f.status, false, f.body);
         return;
       }
@@ -349,15 +349,14 @@ function recordDenied(
   info: HttpFlowInfo,
   port: number,
   start: bigint,
-  names: readonly string[] | undefined,
 ): void {
   if (!ctx.flows.active) return;
   const world = snap.identityForIP('0.0.0.0');
   const v: Verdict = { allowed: false, type: 'L3_L4', dropReason: 'POLICY_DENIED', decidedBy: 'egress', headerActions: [] };
   const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
   const dstPeer: FlowPeer = { ip: '0.0.0.0', port, identity: world };
-  ctx.flows.request(snap, srcPeer, dstPeer, info, v, names);
-  ctx.flows.response(snap, srcPeer, dstPeer, info, 'L3_L4', 403, start, names);
+  ctx.flows.request(snap, srcPeer, dstPeer, info, v);
+  ctx.flows.response(snap, srcPeer, dstPeer, info, 'L3_L4', 403, start);
 }
 
 interface Pending {
@@ -395,12 +394,19 @@ function decideAndForward(ctx: EgressContext, p: Pending): void {
   const flowsOn = ctx.flows.active;
   const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
   const dstPeer: FlowPeer = { ip, port: p.port, identity: dst };
-  const info: HttpFlowInfo = { method: p.attrs.method, url: `${p.scheme}://${p.attrs.host}${p.attrs.path}`, protocol: ds.protocol };
   const names = p.names ?? (tunnel?.name ? [tunnel.name] : undefined);
-  if (flowsOn) ctx.flows.request(snap, srcPeer, dstPeer, info, v, names);
+  const info: HttpFlowInfo = {
+    method: p.attrs.method,
+    url: `${p.scheme}://${p.attrs.host}${p.attrs.path}`,
+    protocol: ds.protocol,
+    headers: p.raw,
+    direction: 'EGRESS',
+    ...(names ? { names } : {}),
+  };
+  if (flowsOn) ctx.flows.request(snap, srcPeer, dstPeer, info, v);
   if (!v.allowed) {
     deny(ds);
-    if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, 403, p.start, names);
+    if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, 403, p.start);
     return;
   }
   const headers = egressHeaders(p.raw, p.facts);
@@ -416,19 +422,21 @@ function decideAndForward(ctx: EgressContext, p: Pending): void {
     });
   } catch {
     plainReply(ds, 502, false, 'upstream TLS configuration unusable\r\n');
-    if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, 502, p.start, names);
+    ctx.flows.upstreamError(ctx.spec.name, 'tls');
+    if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, 502, p.start);
     return;
   }
   lease.up.forward(ds, p.attrs.method, p.attrs.path, p.attrs.host, headers, {
     onDone(status) {
       lease.release();
-      if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, status, p.start, names);
+      if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, status, p.start);
     },
     onFailure(f: UpstreamFailure) {
       lease.release();
       const status = failureStatus(f);
       plainReply(ds, status, false, f === 'connect' ? 'upstream unavailable\r\n' : f === 'timeout' ? 'upstream timeout\r\n' : 'upstream error\r\n');
-      if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, status, p.start, names);
+      ctx.flows.upstreamError(ctx.spec.name, f);
+      if (flowsOn) ctx.flows.response(snap, srcPeer, dstPeer, info, v.type, status, p.start);
     },
   });
 }

@@ -35,14 +35,13 @@ import type { EgressListener, Limits } from '../config/proxy-config.js';
 import type { SecretDoc } from '../config/documents.js';
 import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { DnsProxy } from '../dns/server.js';
-import type { FlowPeer, HttpFlowInfo } from '../observe/flow.js';
+import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import type { Identity } from '../identity/identity.js';
 import { isValidAuthority } from '../http/canonical-path.js';
 import { DENY_BODY } from '../http/enforce.js';
 import { certificateOf } from '../tls/cert-store.js';
 import { normalizeIP } from '../identity/ipcache.js';
 import { readProxyHeader, type ProxyAddress } from './proxy-protocol.js';
-import { EgressFlowRecorder } from '../egress/flow.js';
 import { EgressUpstreams } from '../egress/upstreams.js';
 import { ResolveMemo, resolveThroughDns } from '../egress/resolve.js';
 import {
@@ -57,13 +56,15 @@ import {
   type EgressContext,
   type Tunnel,
 } from '../egress/request.js';
-import type { FlowSink } from '../observe/sink.js';
 
 export interface EgressDeps {
   readonly limits: Limits;
   readonly snapshot: () => PolicySnapshot | undefined;
-  readonly flows: FlowSink;
-  readonly nodeName?: string;
+  /**
+   * The shared flow recorder (Hubble shape, metrics, secret-header redaction): every
+   * record this listener makes says `traffic_direction: EGRESS`.
+   */
+  readonly flows: HttpFlowRecorder;
   readonly secrets: readonly SecretDoc[];
   /** The DNS proxy names are resolved through (the `dnsListener`'s); undefined ⇒ IP literals only. */
   readonly resolver: () => DnsProxy | undefined;
@@ -123,7 +124,7 @@ export class EgressListenerServer {
       spec,
       limits: deps.limits,
       snapshot: deps.snapshot,
-      flows: new EgressFlowRecorder(deps.flows, deps.nodeName ?? 'l7warden'),
+      flows: deps.flows,
       resolver: deps.resolver,
       upstreams: this.#upstreams,
     };
@@ -283,7 +284,14 @@ export class EgressListenerServer {
     const src = sourceOf(this.#ctx, conn, snap);
     const literal = net.isIP(host) !== 0;
     const names = literal ? undefined : [host];
-    const info: HttpFlowInfo = { method: 'CONNECT', url: target, protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1' };
+    const info: HttpFlowInfo = {
+      method: 'CONNECT',
+      url: target,
+      protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
+      headers: req.rawHeaders,
+      direction: 'EGRESS',
+      ...(names ? { names } : {}),
+    };
     let ips: readonly string[] | undefined;
     const memo = (conn.memo ??= new ResolveMemo());
     ips = memo.get(host, snap.version, Date.now());
@@ -292,7 +300,7 @@ export class EgressListenerServer {
       if (!r.ok) {
         const f = resolveFailureStatus(r.reason);
         rawReply(socket, f.status, f.body);
-        if (f.status === 403) this.#recordRefused(snap, conn, src, info, port, start, names);
+        if (f.status === 403) this.#recordRefused(snap, conn, src, info, port, start);
         return;
       }
       ips = r.ips;
@@ -303,8 +311,8 @@ export class EgressListenerServer {
     const flows = this.#ctx.flows;
     const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
     const dstPeer: FlowPeer = { ip: d.ip, port, identity: d.dst };
-    flows.request(snap, srcPeer, dstPeer, info, d.v, names);
-    const respond = (code: number) => flows.response(snap, srcPeer, dstPeer, info, d.v.type, code, start, names);
+    flows.request(snap, srcPeer, dstPeer, info, d.v);
+    const respond = (code: number) => flows.response(snap, srcPeer, dstPeer, info, d.v.type, code, start);
     if (!d.v.allowed || this.#parserOf(d.v) === 'dns') {
       rawReply(socket, 403, DENY_BODY.toString('latin1'));
       respond(403);
@@ -341,6 +349,7 @@ export class EgressListenerServer {
       },
       failed: (timeout) => {
         const status = timeout ? 504 : 503;
+        flows.upstreamError(this.spec.name, timeout ? 'timeout' : 'connect');
         rawReply(socket, status, timeout ? 'upstream timeout\r\n' : 'upstream unavailable\r\n');
         respond(status);
       },
@@ -356,14 +365,14 @@ export class EgressListenerServer {
     return e ?? i;
   }
 
-  #recordRefused(snap: PolicySnapshot, conn: EgressConn, src: Identity, info: HttpFlowInfo, port: number, start: bigint, names: readonly string[] | undefined): void {
+  #recordRefused(snap: PolicySnapshot, conn: EgressConn, src: Identity, info: HttpFlowInfo, port: number, start: bigint): void {
     const flows = this.#ctx.flows;
     if (!flows.active) return;
     const v: Verdict = { allowed: false, type: 'L3_L4', dropReason: 'POLICY_DENIED', decidedBy: 'egress', headerActions: [] };
     const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
     const dstPeer: FlowPeer = { ip: '0.0.0.0', port, identity: snap.identityForIP('0.0.0.0') };
-    flows.request(snap, srcPeer, dstPeer, info, v, names);
-    flows.response(snap, srcPeer, dstPeer, info, 'L3_L4', 403, start, names);
+    flows.request(snap, srcPeer, dstPeer, info, v);
+    flows.response(snap, srcPeer, dstPeer, info, 'L3_L4', 403, start);
   }
 
   /** Terminate the client's TLS; the HTTP inside goes to the request handler with the tunnel fixed. */
@@ -430,10 +439,13 @@ export class EgressListenerServer {
     }
     const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
     const dstPeer: FlowPeer = { ip, port, identity: d.dst };
+    // The names a DNS answer returned this IP for, when the FQDN cache knows it.
+    const known = this.#ctx.flows.active ? this.#ctx.resolver()?.namesFor(ip) : undefined;
+    const names = known && known.length > 0 ? known : undefined;
     const parser = this.#parserOf(d.v);
     const allowed = d.v.allowed && parser !== 'dns';
     if (!allowed) {
-      this.#ctx.flows.connection(snap, srcPeer, dstPeer, d.v.allowed ? { ...d.v, allowed: false, dropReason: 'POLICY_DENIED' } : d.v);
+      this.#ctx.flows.connection(snap, srcPeer, dstPeer, d.v.allowed ? { ...d.v, allowed: false, dropReason: 'POLICY_DENIED' } : d.v, 'EGRESS', 'TCP', names);
       reset(socket);
       return;
     }
@@ -453,7 +465,7 @@ export class EgressListenerServer {
       this.#serveTunnelHttp(socket, conn, { ip, port, tls: false });
       return;
     }
-    this.#ctx.flows.connection(snap, srcPeer, dstPeer, d.v);
+    this.#ctx.flows.connection(snap, srcPeer, dstPeer, d.v, 'EGRESS', 'TCP', names);
     // The bytes after the PROXY header were unshifted; they flow once spliced.
     this.#dial(ip, port, socket, Buffer.alloc(0), {
       connected: () => {},

@@ -15,6 +15,8 @@
  *   plus `status` on a response the proxy answered itself (7 denied, 14 unavailable).
  * - `connection()` records a plain L3/L4 decision (a TCP connection with no HTTP):
  *   `Type: L3_L4`, event type 5 (policy verdict) or 1 (drop).
+ * - Destinations known by DNS name (egress) carry Hubble's `destination_names`
+ *   (`source_names` on the reply).
  *
  * Cost: the hot path allocates one small record object holding references (peers,
  * snapshot, verdict, the raw header array); the Hubble object is built by
@@ -53,6 +55,11 @@ export interface HttpFlowInfo {
   readonly grpc?: boolean;
   /** Default INGRESS (ingress listener); the egress listener says EGRESS. */
   readonly direction?: 'INGRESS' | 'EGRESS';
+  /**
+   * DNS names the destination was reached by (egress: the forward-proxy host or
+   * CONNECT name): Hubble's `destination_names` on requests, `source_names` on replies.
+   */
+  readonly names?: readonly string[];
 }
 
 export interface FlowRecorderOptions {
@@ -87,6 +94,7 @@ class HttpRecord {
     private readonly grpcStatus: number | undefined,
     private readonly transport: 'TCP' | 'UDP',
     private readonly direction: 'INGRESS' | 'EGRESS',
+    private readonly names: readonly string[] | undefined,
   ) {}
 
   toJSON(): object {
@@ -107,6 +115,7 @@ class HttpRecord {
     f.l4 = { [this.transport]: l4 };
     f.source = endpointOf(from.identity, this.snapshot);
     f.destination = endpointOf(to.identity, this.snapshot);
+    if (this.names !== undefined && this.names.length > 0) f[reply ? 'source_names' : 'destination_names'] = this.names;
     f.Type = this.type;
     f.node_name = this.node;
     const h = this.http;
@@ -190,7 +199,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Request, Date.now(), this.nodeName, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS'),
+      new HttpRecord(Kind.Request, Date.now(), this.nodeName, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -216,12 +225,23 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Response, Date.now(), this.nodeName, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS'),
+      new HttpRecord(Kind.Response, Date.now(), this.nodeName, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
-  /** An L3/L4 decision on a connection that carries no HTTP the proxy parses (egress tunnels, TCP). */
-  connection(snapshot: PolicySnapshot, src: FlowPeer, dst: FlowPeer, v: Verdict, direction: 'INGRESS' | 'EGRESS', transport: 'TCP' | 'UDP' = 'TCP'): void {
+  /**
+   * An L3/L4 decision on a connection that carries no HTTP the proxy parses (egress
+   * tunnels, TCP). `names`: the DNS names the destination was reached by.
+   */
+  connection(
+    snapshot: PolicySnapshot,
+    src: FlowPeer,
+    dst: FlowPeer,
+    v: Verdict,
+    direction: 'INGRESS' | 'EGRESS',
+    transport: 'TCP' | 'UDP' = 'TCP',
+    names?: readonly string[],
+  ): void {
     const m = this.#metrics;
     if (m) {
       m.decision(v);
@@ -230,7 +250,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Connection, Date.now(), this.nodeName, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction),
+      new HttpRecord(Kind.Connection, Date.now(), this.nodeName, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction, names),
     );
   }
 

@@ -218,20 +218,91 @@ t.test('CONNECT early data is not sent before the decision', async (t) => {
   t.equal(stripeOther!.connections, before);
 });
 
-t.test('flow records: EGRESS, verdicts, rule names, destination names', async (t) => {
+interface Want {
+  method: string;
+  url: string;
+  verdict: 'FORWARDED' | 'DROPPED';
+  type: 'L7' | 'L3_L4';
+  code: number;
+  allowedBy?: string;
+  deniedBy?: string;
+  names?: string[];
+  dst: string;
+  dstLabel?: string;
+  pod?: string;
+}
+
+t.test('flow records: Hubble shape, EGRESS, verdicts, rule names, destination names (field by field)', async (t) => {
   const recs = await h.flowRecords();
-  const http = recs.filter((f) => f.l7?.http && f.traffic_direction === 'EGRESS');
-  t.ok(http.length > 0);
-  const dropped = http.filter((f) => f.verdict === 'DROPPED');
-  t.ok(dropped.some((f) => f.l7.http.url === `http://api.example.test:${HP}/secret` && f.source.pod_name === 'app'));
-  const fwd = http.find((f) => f.verdict === 'FORWARDED' && f.l7.type === 'REQUEST' && f.l7.http.url.startsWith(`http://api.example.test:${HP}/allowed`));
-  t.ok(fwd);
-  t.same(fwd?.destination_names, ['api.example.test']);
-  t.ok(fwd?.egress_allowed_by?.some((p: { name: string }) => p.name === 'app-egress'));
-  const connect = http.find((f) => f.l7.http.method === 'CONNECT' && f.verdict === 'DROPPED');
-  t.ok(connect, 'a CONNECT denial is recorded');
+  const want: Want[] = [
+    { method: 'GET', url: `http://127.0.0.60:${HP}/allowed`, verdict: 'DROPPED', type: 'L3_L4', code: 403, dst: '127.0.0.60', dstLabel: 'reserved:world' },
+    { method: 'GET', url: `http://127.0.0.60:${HP}/allowed`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', dst: '127.0.0.60', dstLabel: 'fqdn:matchName:api.example.test' },
+    { method: 'GET', url: `http://api.example.test:${HP}/allowed/x?q=1`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60', dstLabel: 'fqdn:matchName:api.example.test' },
+    { method: 'GET', url: `http://api.example.test:${HP}/secret`, verdict: 'DROPPED', type: 'L7', code: 403, deniedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
+    { method: 'POST', url: `http://api.example.test:${HP}/allowed`, verdict: 'DROPPED', type: 'L7', code: 403, deniedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
+    { method: 'GET', url: `http://other.example.test:${HP}/allowed`, verdict: 'DROPPED', type: 'L3_L4', code: 403, names: ['other.example.test'], dst: '127.0.0.61' },
+    { method: 'GET', url: `http://evil.test:${HP}/`, verdict: 'DROPPED', type: 'L3_L4', code: 403, names: ['evil.test'], dst: '0.0.0.0', dstLabel: 'reserved:world' },
+    { method: 'GET', url: `http://127.0.0.97:${CP}/`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, allowedBy: 'cidr-except', dst: '127.0.0.97', dstLabel: 'cidr:127.0.0.96/28' },
+    { method: 'GET', url: `http://127.0.0.100:${CP}/`, verdict: 'DROPPED', type: 'L3_L4', code: 403, dst: '127.0.0.100' },
+    { method: 'GET', url: `http://other.example.test:${HP}/anything`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, names: ['other.example.test'], dst: '127.0.0.61', pod: 'free' },
+    { method: 'CONNECT', url: `api.stripe.com:${SP}`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, allowedBy: 'allow-egress-to-payment-gateway', names: ['api.stripe.com'], dst: '127.0.0.63', dstLabel: 'fqdn:matchName:api.stripe.com' },
+    { method: 'CONNECT', url: `api.stripe.com:${stripeOther!.port}`, verdict: 'DROPPED', type: 'L3_L4', code: 403, names: ['api.stripe.com'], dst: '127.0.0.63' },
+    { method: 'CONNECT', url: `127.0.0.64:${HP}`, verdict: 'DROPPED', type: 'L3_L4', code: 403, dst: '127.0.0.64' },
+    { method: 'CONNECT', url: `api.example.test:${HP}`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
+    { method: 'GET', url: `http://api.example.test:${HP}/other`, verdict: 'DROPPED', type: 'L7', code: 403, deniedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
+  ];
+  const revision = h.proxy.snapshot()!.version;
+  for (const w of want) {
+    const name = `${w.method} ${w.url} ${w.verdict}`;
+    const req = recs.find((f) => f.l7?.type === 'REQUEST' && f.l7.http?.method === w.method && f.l7.http.url === w.url && f.verdict === w.verdict);
+    if (!req) {
+      t.fail(`${name}: no REQUEST record`);
+      continue;
+    }
+    t.equal(req.traffic_direction, 'EGRESS', `${name}: traffic_direction`);
+    t.equal(req.Type, w.type, `${name}: Type`);
+    t.same(req.event_type, { type: 129 }, `${name}: event_type`);
+    t.equal(req.is_reply, false);
+    t.match(req.uuid, /^[0-9a-f-]{36}$/, `${name}: uuid`);
+    t.equal(req.node_name, 'test-node');
+    t.equal(req.IP.source, w.pod === 'free' ? FREE.ip : APP.ip, `${name}: IP.source`);
+    t.equal(req.IP.destination, w.dst, `${name}: IP.destination`);
+    t.equal(req.IP.ipVersion, 'IPv4');
+    t.equal(req.source.pod_name, w.pod ?? 'app', `${name}: source pod`);
+    t.equal(req.l7.http.protocol, 'HTTP/1.1');
+    t.ok(Array.isArray(req.l7.http.headers), `${name}: request headers listed`);
+    if (w.dstLabel) t.ok(req.destination.labels.includes(w.dstLabel), `${name}: destination labels ${req.destination.labels}`);
+    t.same(req.destination_names, w.names, `${name}: destination_names`);
+    t.equal(req.drop_reason, w.verdict === 'DROPPED' ? 133 : undefined, `${name}: drop_reason`);
+    t.equal(req.drop_reason_desc, w.verdict === 'DROPPED' ? 'POLICY_DENIED' : undefined, `${name}: drop_reason_desc`);
+    t.same(req.egress_allowed_by?.map((p: { name: string }) => p.name), w.allowedBy ? [w.allowedBy] : undefined, `${name}: egress_allowed_by`);
+    t.same(req.egress_denied_by?.map((p: { name: string }) => p.name), w.deniedBy ? [w.deniedBy] : undefined, `${name}: egress_denied_by`);
+    t.equal(req.ingress_allowed_by, undefined, `${name}: no ingress side`);
+    t.equal(req.ingress_denied_by, undefined);
+    const by = (req.egress_allowed_by ?? req.egress_denied_by)?.[0];
+    if (by) {
+      t.equal(by.kind, 'CiliumNetworkPolicy');
+      t.equal(by.namespace, 'default');
+      t.equal(by.revision, String(revision), `${name}: policy revision (a string, as Hubble prints uint64)`);
+    }
+    // The matching RESPONSE record: swapped, with the status the client got.
+    const res = recs.find(
+      (f) => f.l7?.type === 'RESPONSE' && f.l7.http?.method === w.method && f.l7.http.url === w.url && f.l7.http.code === w.code && f.IP.destination === req.IP.source && f.l4.TCP.destination_port === req.l4.TCP.source_port,
+    );
+    t.ok(res, `${name}: RESPONSE record with ${w.code}`);
+    t.equal(res?.is_reply, true);
+    t.equal(res?.traffic_direction, 'EGRESS');
+    t.equal(res?.verdict, 'FORWARDED');
+    t.equal(res?.IP.source, w.dst);
+    t.same(res?.source_names, w.names, `${name}: source_names on the reply`);
+    t.match(res?.l7.latency_ns, /^\d+$/);
+  }
   const dnsRecs = recs.filter((f) => f.l7?.dns);
   t.ok(dnsRecs.some((f) => f.l7.dns.query === 'api.example.test.' && f.source.pod_name === 'app'), 'the lookup shows as the pod\'s DNS query');
+  // The shared metrics count egress decisions too.
+  const text = await h.proxy.metrics.registry.metrics();
+  t.match(text, /hubble_http_requests_total\{method="CONNECT",protocol="HTTP\/1\.1",reporter="server"\} [1-9]/, 'CONNECTs counted');
+  t.match(text, /l7warden_policy_decisions_total\{verdict="denied",direction="egress",policy="default\/app-egress"\} [1-9]/, 'egress L7 denials counted');
 });
 
 t.test('IP literal of a learned name from a pod that may not reach it', async (t) => {

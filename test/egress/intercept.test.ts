@@ -148,9 +148,37 @@ t.test('a request inside the tunnel must name the CONNECT host', async (t) => {
 t.test('flows: the requests inside the tunnel are L7 EGRESS records with https URLs', async (t) => {
   const recs = await h.flowRecords();
   const inner = recs.filter((f) => f.l7?.http && f.l7.type === 'REQUEST' && f.l7.http.url.startsWith('https://secure.example.test'));
-  t.ok(inner.some((f) => f.verdict === 'FORWARDED' && f.Type === 'L7'));
-  t.ok(inner.some((f) => f.verdict === 'DROPPED' && f.l7.http.url.endsWith('/admin')));
+  t.ok(inner.length >= 4);
   t.ok(inner.every((f) => f.traffic_direction === 'EGRESS'));
+  const ok = inner.find((f) => f.l7.http.url === `https://secure.example.test:${SP}/ok/1`);
+  t.equal(ok?.verdict, 'FORWARDED');
+  t.equal(ok?.Type, 'L7');
+  t.same(ok?.event_type, { type: 129 });
+  t.equal(ok?.IP.source, APP.ip);
+  t.equal(ok?.IP.destination, '127.0.0.70');
+  t.equal(ok?.source.pod_name, 'app');
+  t.ok(ok?.destination.labels.includes('fqdn:matchName:secure.example.test'));
+  t.same(ok?.destination_names, ['secure.example.test']);
+  t.same(ok?.egress_allowed_by?.map((p: { name: string }) => p.name), ['intercept']);
+  t.equal(ok?.egress_denied_by, undefined);
+  t.equal(ok?.drop_reason, undefined);
+  const admin = inner.find((f) => f.l7.http.url === `https://secure.example.test:${SP}/admin`);
+  t.equal(admin?.verdict, 'DROPPED');
+  t.equal(admin?.Type, 'L7');
+  t.equal(admin?.drop_reason, 133);
+  t.same(admin?.egress_denied_by?.map((p: { name: string }) => p.name), ['intercept']);
+  t.equal(admin?.egress_allowed_by, undefined);
+  t.same(admin?.destination_names, ['secure.example.test']);
+  // The CONNECT that opened the tunnel: L7 (the rule has HTTP rules), 200 on its reply.
+  const connect = recs.find((f) => f.l7?.type === 'REQUEST' && f.l7.http?.method === 'CONNECT' && f.l7.http.url === `secure.example.test:${SP}`);
+  t.equal(connect?.verdict, 'FORWARDED');
+  t.equal(connect?.Type, 'L7');
+  t.equal(connect?.traffic_direction, 'EGRESS');
+  t.same(connect?.egress_allowed_by?.map((p: { name: string }) => p.name), ['intercept']);
+  t.same(connect?.destination_names, ['secure.example.test']);
+  const reply = recs.find((f) => f.l7?.type === 'RESPONSE' && f.l7.http?.method === 'CONNECT' && f.l7.http.url === `secure.example.test:${SP}` && f.l7.http.code === 200);
+  t.equal(reply?.is_reply, true);
+  t.same(reply?.source_names, ['secure.example.test']);
 });
 
 /** A transparent client: PROXY v1 header, then TLS (trusting the interception CA), then one request. */

@@ -158,9 +158,59 @@ t.test('no PROXY header: closed, nothing dialled', async (t) => {
   t.equal(echoOk!.connections, before);
 });
 
-t.test('flows: L3/L4 records for spliced and reset transparent connections', async (t) => {
+t.test('flows: Hubble L3/L4 records for spliced and reset transparent connections (field by field)', async (t) => {
   const recs = await h.flowRecords();
   const l4 = recs.filter((f) => !f.l7 && f.traffic_direction === 'EGRESS');
-  t.ok(l4.some((f) => f.verdict === 'FORWARDED' && f.IP.destination === '127.0.0.80'));
-  t.ok(l4.some((f) => f.verdict === 'DROPPED' && f.IP.destination === '127.0.0.81' && f.source.pod_name === 'app'));
+  const revision = String(h.proxy.snapshot()!.version);
+  const want: Array<{ name: string; src: string; srcPort: number; dst: string; dport: number; verdict: 'FORWARDED' | 'DROPPED'; allowedBy?: string; dstLabel?: string; names?: string[]; pod: string }> = [
+    { name: 'v1 spliced', src: APP.ip, srcPort: 40001, dst: '127.0.0.80', dport: EP, verdict: 'FORWARDED', allowedBy: 'transparent', dstLabel: 'cidr:127.0.0.80/32', pod: 'app' },
+    { name: 'v2 spliced', src: APP.ip, srcPort: 40002, dst: '127.0.0.80', dport: EP, verdict: 'FORWARDED', allowedBy: 'transparent', dstLabel: 'cidr:127.0.0.80/32', pod: 'app' },
+    { name: 'v1 reset', src: APP.ip, srcPort: 40001, dst: '127.0.0.81', dport: EP, verdict: 'DROPPED', pod: 'app' },
+    { name: 'v2 other port reset', src: APP.ip, srcPort: 40002, dst: '127.0.0.80', dport: EP + 1, verdict: 'DROPPED', pod: 'app' },
+    { name: 'the PROXY source decides', src: EMPIRE.ip, srcPort: 40001, dst: '127.0.0.80', dport: EP, verdict: 'DROPPED', pod: 'probe' },
+    { name: 'fqdn before the answer', src: APP.ip, srcPort: 40001, dst: '127.0.0.83', dport: EP, verdict: 'DROPPED', dstLabel: 'reserved:world', pod: 'app' },
+    {
+      name: 'fqdn after the answer',
+      src: APP.ip, srcPort: 40001, dst: '127.0.0.83', dport: EP, verdict: 'FORWARDED', allowedBy: 'transparent',
+      dstLabel: 'fqdn:matchName:echo.example.test', names: ['echo.example.test'], pod: 'app',
+    },
+  ];
+  for (const w of want) {
+    const f = l4.find((r) => r.IP.source === w.src && r.IP.destination === w.dst && r.l4?.TCP?.destination_port === w.dport && r.l4.TCP.source_port === w.srcPort && r.verdict === w.verdict);
+    if (!f) {
+      t.fail(`${w.name}: no record`);
+      continue;
+    }
+    t.equal(f.Type, 'L3_L4', `${w.name}: Type`);
+    t.equal(f.traffic_direction, 'EGRESS');
+    t.equal(f.is_reply, false);
+    t.match(f.uuid, /^[0-9a-f-]{36}$/);
+    t.same(f.l4.TCP.flags, { SYN: true }, `${w.name}: SYN`);
+    t.equal(f.Summary, 'TCP Flags: SYN');
+    t.equal(f.source.pod_name, w.pod, `${w.name}: source pod`);
+    if (w.dstLabel) t.ok(f.destination.labels.includes(w.dstLabel), `${w.name}: destination labels ${f.destination.labels}`);
+    t.same(f.destination_names, w.names, `${w.name}: destination_names`);
+    if (w.verdict === 'FORWARDED') {
+      t.same(f.event_type, { type: 5 }, `${w.name}: policy-verdict event`);
+      t.equal(f.drop_reason, undefined);
+      t.same(f.egress_allowed_by?.map((p: { name: string }) => p.name), [w.allowedBy], `${w.name}: egress_allowed_by`);
+      t.equal(f.egress_allowed_by?.[0]?.revision, revision);
+    } else {
+      t.same(f.event_type, { type: 1, sub_type: 133 }, `${w.name}: drop event`);
+      t.equal(f.drop_reason, 133);
+      t.equal(f.drop_reason_desc, 'POLICY_DENIED');
+      t.equal(f.egress_allowed_by, undefined, `${w.name}: nothing allowed it`);
+      t.equal(f.egress_denied_by, undefined, `${w.name}: no deny rule, default deny`);
+    }
+  }
+  // Requests parsed on a transparent HTTP port are L7 EGRESS records naming the rule.
+  const l7 = recs.filter((f) => f.l7?.type === 'REQUEST' && f.traffic_direction === 'EGRESS' && f.IP.destination === '127.0.0.82');
+  const ok = l7.find((f) => f.l7.http.url === 'http://web/ok/1');
+  t.equal(ok?.verdict, 'FORWARDED');
+  t.equal(ok?.Type, 'L7');
+  t.same(ok?.egress_allowed_by?.map((p: { name: string }) => p.name), ['transparent']);
+  const no = l7.find((f) => f.l7.http.url === 'http://web/admin');
+  t.equal(no?.verdict, 'DROPPED');
+  t.equal(no?.Type, 'L7');
+  t.same(no?.egress_denied_by?.map((p: { name: string }) => p.name), ['transparent']);
 });
