@@ -54,6 +54,11 @@ export interface StartOptions {
   readonly bindListener?: (l: ListenerSpec) => boolean;
   /** Do not serve the admin address here (cluster workers: the primary serves it). */
   readonly noAdmin?: boolean;
+  /**
+   * Start from this copy of the directory instead (a replacement cluster worker
+   * starts from the primary's last good copy); reloads read `configDir`.
+   */
+  readonly initial?: { readonly configDir: string; readonly certsDir?: string };
 }
 
 export interface RunningListener {
@@ -95,7 +100,9 @@ export class ConfigInvalid extends WardenError {
 
 export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
   assertVerificationEnv();
-  const loaded = await loadConfigDir(opts.configDir, opts.certsDir !== undefined ? { certsDir: opts.certsDir } : {});
+  const loaded = opts.initial
+    ? await loadConfigDir(opts.initial.configDir, opts.initial.certsDir !== undefined ? { certsDir: opts.initial.certsDir } : {})
+    : await loadConfigDir(opts.configDir, opts.certsDir !== undefined ? { certsDir: opts.certsDir } : {});
   if (loaded.errors.length > 0) throw new ConfigInvalid(loaded.errors);
   const pc = loaded.docs.proxyConfig?.spec;
   // One PolicyStore: the first snapshot and every reload go through it, and its IP

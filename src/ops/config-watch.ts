@@ -53,6 +53,16 @@ async function walk(root: string, filter: (name: string) => boolean, out: string
   }
 }
 
+/**
+ * The files the loader reads, relative to `root`, sorted: config files (`.yaml`,
+ * `.yml`, `.json`) or, for a certs directory, every file. Dot-named entries skipped.
+ */
+export async function listTree(root: string, kind: 'config' | 'certs'): Promise<string[]> {
+  const out: string[] = [];
+  await walk(root, kind === 'config' ? (n) => CONFIG_EXT.has(path.extname(n).toLowerCase()) : () => true, out, new Set());
+  return out;
+}
+
 /** SHA-256 over the names and contents of the files the loader would read. */
 export async function hashConfigTree(configDir: string, certsDir?: string): Promise<string> {
   const h = createHash('sha256');

@@ -22,6 +22,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { tmpdir } from 'node:os';
+import { copyFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { AggregatorRegistry } from 'prom-client';
 import { loadConfigDir } from '../config/load.js';
 import { formatIssue } from '../config/issues.js';
@@ -33,10 +35,12 @@ import { FlowStream } from '../observe/admin-routes.js';
 import { EXIT, type Io } from '../cli/args.js';
 import type { ReloadReport } from './reload.js';
 import { readinessDetail, reloadRoute } from './admin.js';
-import { ConfigWatcher } from './config-watch.js';
+import { ConfigWatcher, listTree } from './config-watch.js';
 
 const ENV_INDEX = 'L7W_WORKER_INDEX';
 const ENV_SHIP = 'L7W_WORKER_SHIP_FLOWS';
+const ENV_START_CONFIG = 'L7W_WORKER_START_CONFIG';
+const ENV_START_CERTS = 'L7W_WORKER_START_CERTS';
 
 type ToWorker = { l7w: 'reload'; id: number; trigger: string } | { l7w: 'shutdown' };
 type ToPrimary =
@@ -70,6 +74,8 @@ export async function workerMain(o: WorkerRunOptions): Promise<number> {
   const { startProxy } = await import('../cli/run.js');
   const index = Number(process.env[ENV_INDEX] ?? '0');
   const ship = process.env[ENV_SHIP] === '1';
+  const startConfig = process.env[ENV_START_CONFIG];
+  const startCerts = process.env[ENV_START_CERTS];
   let batch: string[] = [];
   let timer: NodeJS.Timeout | undefined;
   const flush = () => {
@@ -86,6 +92,7 @@ export async function workerMain(o: WorkerRunOptions): Promise<number> {
       ...(o.certsDir !== undefined ? { certsDir: o.certsDir } : {}),
       noAdmin: true,
       flowLogFile: '',
+      ...(startConfig ? { initial: { configDir: startConfig, ...(startCerts ? { certsDir: startCerts } : {}) } } : {}),
       bindListener: workerBinds(index),
       log: (l) => o.io.err(`[worker ${index}] ${l}`),
       ...(ship
@@ -102,6 +109,8 @@ export async function workerMain(o: WorkerRunOptions): Promise<number> {
     send({ l7w: 'failed', message: err instanceof Error ? err.message : String(err) });
     return EXIT.invalid;
   }
+  // Constructing one installs prom-client's worker-side listener (answers the primary).
+  new AggregatorRegistry();
   AggregatorRegistry.setRegistries([proxy.metrics.registry]);
   send({ l7w: 'ready', listeners: proxy.listeners.map((l) => ({ name: l.name, mode: l.mode, address: l.address })) });
   return new Promise<number>((resolve) => {
@@ -147,6 +156,55 @@ interface WorkerState {
   ready: boolean;
 }
 
+/**
+ * The last configuration every worker accepted, copied aside. Workers start from it
+ * (all the same bytes), and a replacement worker starts from it even when the
+ * directory now holds a refused change: it joins with the policy the others enforce.
+ */
+class LastGood {
+  #base: string | undefined;
+  #gen = 0;
+  current: { configDir: string; certsDir?: string } | undefined;
+
+  constructor(
+    private readonly configDir: string,
+    private readonly certsDir: string | undefined,
+  ) {}
+
+  /** Copy the directory now; keep the copy only if it loads and compiles. */
+  async capture(): Promise<boolean> {
+    this.#base ??= await mkdtemp(path.join(tmpdir(), 'l7w-lastgood-'));
+    const dir = path.join(this.#base, `gen-${++this.#gen}`);
+    const certsSrc = this.certsDir ?? path.join(this.configDir, '..', 'certs');
+    const copy = async (src: string, dst: string, kind: 'config' | 'certs') => {
+      for (const rel of await listTree(src, kind)) {
+        await mkdir(path.dirname(path.join(dst, rel)), { recursive: true });
+        await copyFile(path.join(src, rel), path.join(dst, rel));
+      }
+    };
+    try {
+      await mkdir(path.join(dir, 'config'), { recursive: true });
+      await copy(this.configDir, path.join(dir, 'config'), 'config');
+      const hasCerts = await stat(certsSrc).then((st) => st.isDirectory(), () => false);
+      if (hasCerts) await copy(certsSrc, path.join(dir, 'certs'), 'certs');
+      const next = { configDir: path.join(dir, 'config'), ...(hasCerts ? { certsDir: path.join(dir, 'certs') } : {}) };
+      const loaded = await loadConfigDir(next.configDir, next.certsDir !== undefined ? { certsDir: next.certsDir } : {});
+      if (loaded.errors.length > 0 || !new PolicyStore().apply(loaded.docs).ok) throw new Error('copy does not load');
+      const old = this.current;
+      this.current = next;
+      if (old) await rm(path.dirname(old.configDir), { recursive: true, force: true });
+      return true;
+    } catch {
+      await rm(dir, { recursive: true, force: true });
+      return false;
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#base) await rm(this.#base, { recursive: true, force: true });
+  }
+}
+
 /** The primary: validate, fork, admin, reload broadcast, replace dead workers, drain. */
 export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
   const { io } = o;
@@ -161,6 +219,11 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
   const spec: ProxyConfigSpec | undefined = loaded.docs.proxyConfig?.spec;
   if (!spec || spec.listeners.length === 0) {
     io.err(`l7warden run: ${o.configDir}: no listeners to run (a ProxyConfig document with spec.listeners is needed)`);
+    return EXIT.invalid;
+  }
+  const lastGood = new LastGood(o.configDir, o.certsDir);
+  if (!(await lastGood.capture())) {
+    io.err(`l7warden run: ${o.configDir}: changed while starting; try again`);
     return EXIT.invalid;
   }
   const nodeName = spec.flowLog.nodeName || 'l7warden';
@@ -205,6 +268,7 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
         if (report.ok) {
           lastError = undefined;
           version = v;
+          void lastGood.capture();
           io.err(`l7warden: reload (${trigger}): policy version ${v} in force in ${entry.got.length} workers`);
         } else {
           lastError = report;
@@ -223,7 +287,12 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
   const started = new Promise<boolean>((r) => (resolveStarted = r));
 
   const fork = (index: number, st?: WorkerState): WorkerState => {
-    const worker = cluster.fork({ [ENV_INDEX]: String(index), [ENV_SHIP]: ship ? '1' : '0' });
+    const start = lastGood.current;
+    const worker = cluster.fork({
+      [ENV_INDEX]: String(index),
+      [ENV_SHIP]: ship ? '1' : '0',
+      ...(start ? { [ENV_START_CONFIG]: start.configDir, ...(start.certsDir ? { [ENV_START_CERTS]: start.certsDir } : {}) } : {}),
+    });
     const state: WorkerState = st ?? { index, worker, ready: false };
     state.worker = worker;
     state.ready = false;
@@ -232,6 +301,7 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
       switch (m.l7w) {
         case 'ready':
           state.ready = true;
+          io.err(`worker ${index} ready (pid ${worker.process.pid ?? '?'})`);
           if (!announced && index === 0) {
             announced = true;
             for (const l of m.listeners) io.err(`listening: ${l.name} (${l.mode}) on ${l.address.address}:${l.address.port}`);
@@ -279,6 +349,7 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
     stopping = true;
     killAll();
     await flows.close();
+    await lastGood.dispose();
     return EXIT.invalid;
   }
 
@@ -341,6 +412,7 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
         clearTimeout(hard);
         await admin?.close();
         await flows.close();
+        await lastGood.dispose();
         resolve(EXIT.ok);
       });
     };

@@ -7,64 +7,18 @@
  * bound is cut at the deadline and the exit is still 0, on time. SIGHUP reloads.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startCli } from '../helpers/ops-cli.js';
 import { starWarsDir, starWarsPolicy } from '../helpers/config-dir.js';
 import { startCaptureUpstream } from '../helpers/capture-upstream.js';
 import { h1Request } from '../helpers/clients.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const LOADER = ['--import=@tapjs/typescript/import', `${ROOT}src/cli/main.ts`];
 const TIE = '127.0.0.10';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export interface Cli {
-  child: import('node:child_process').ChildProcess;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-  stderr(): string;
-  port: number;
-  admin: number;
-}
-
-/** Start `l7warden run` and wait for its listening/admin lines. */
-export async function startCli(t: Tap.Test, args: string[]): Promise<Cli> {
-  const child = spawn(process.execPath, [...LOADER, 'run', ...args], { cwd: ROOT, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  let port = 0;
-  let admin = 0;
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
-  const killer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-  void exit.then(() => clearTimeout(killer));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, 45_000);
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      const m = /listening: deathstar \(ingress\) on [\d.]+:(\d+)/.exec(stderr);
-      if (m) port = Number(m[1]);
-      const a = /admin: [\d.]+:(\d+)/.exec(stderr);
-      if (a) admin = Number(a[1]);
-      if (port && admin) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    void exit.then(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-  return { child, exit, stderr: () => stderr, port, admin };
-}
 
 function connectRefused(port: number): Promise<boolean> {
   return new Promise((resolve) => {
