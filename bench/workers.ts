@@ -1,0 +1,246 @@
+/**
+ * `--workers` benchmark (GitHub issue 6): HTTP/1.1 requests/s and latency through
+ *   l7warden-1w   `l7warden run` (one process), the Star Wars L7 rule
+ *   l7warden-2w   `l7warden run --workers 2`, same config
+ *   haproxy-1t    HAProxy (Debian's 2.6) with the equivalent path ACL, nbthread 1
+ *   haproxy-2t    the same with nbthread 2
+ * in one run, same machine, same load tool (wrk -t1 -c32, POST /v1/request-landing,
+ * the allowed call, after a denied PUT is checked to be 403), same upstream
+ * (bench/lib-http-upstream.ts, 2-byte body). Placement "shared" (ANCHORS.md): nothing
+ * pinned, since two workers need both cores. WORKERS_BENCH_SECONDS (default 5),
+ * WORKERS_BENCH_ROUNDS (default 3, interleaved, medians). Target: l7warden-2w at least
+ * 50 % of HAProxy's rate.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const SECONDS = Number(process.env.WORKERS_BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.WORKERS_BENCH_ROUNDS ?? 3);
+const TS = ['--import=@tapjs/typescript/import'];
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+function startProc(cmd: string, args: string[], re: RegExp): Promise<{ proc: ChildProcess; port: number }> {
+  return new Promise((resolveP, reject) => {
+    const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
+    children.push(proc);
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready in 60 s\n${buf}`)), 60_000);
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const m = re.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        resolveP({ proc, port: Number(m[1]) });
+      }
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}\n${buf}`)));
+  });
+}
+
+async function stop(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null) return;
+  const done = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await Promise.race([done, sleep(8000)]);
+  if (proc.exitCode === null) proc.kill('SIGKILL');
+}
+
+function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((res) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (_e, stdout, stderr) => res(String(stdout) + String(stderr)));
+  });
+}
+
+function request(port: number, method: string): Promise<number> {
+  return new Promise((res) => {
+    const r = http.request({ host: '127.0.0.1', port, method, path: method === 'POST' ? '/v1/request-landing' : '/v1/exhaust-port', headers: { host: 'deathstar' }, agent: false, timeout: 3000 }, (resp) => {
+      resp.resume();
+      resp.on('end', () => res(resp.statusCode ?? 0));
+    });
+    r.on('error', () => res(0));
+    r.on('timeout', () => r.destroy());
+    r.end(method === 'POST' ? 'x' : undefined);
+  });
+}
+
+function toMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+interface Result { rps: number; p50: number; p99: number; errors: number }
+
+async function saturate(port: number, lua: string): Promise<Result> {
+  const url = `http://127.0.0.1:${port}/v1/request-landing`;
+  await run('wrk', ['-t1', '-c32', '-d1s', '-s', lua, url], 10_000); // warm-up
+  const out = await run('wrk', ['-t1', '-c32', `-d${SECONDS}s`, '--latency', '-s', lua, url], (SECONDS + 15) * 1000);
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sockErr = /Socket errors: (.*)/.exec(out)?.[1] ?? '';
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50: toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    p99: toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    errors: non2xx + [...sockErr.matchAll(/\d+/g)].reduce((a, m) => a + Number(m[0]), 0),
+  };
+}
+
+const PODS = `apiVersion: v1
+kind: Pod
+metadata: { name: deathstar, namespace: default, labels: { org: empire, class: deathstar } }
+spec: { containers: [{ name: d, image: x, ports: [{ containerPort: 80 }] }] }
+status: { podIP: 10.0.0.20 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: tiefighter, namespace: default, labels: { org: empire, class: tiefighter } }
+spec: { containers: [{ name: t, image: x }] }
+status: { podIP: 127.0.0.1 }
+`;
+const POLICY = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: rule1 }
+spec:
+  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
+  ingress:
+  - fromEndpoints: [{ matchLabels: { org: empire } }]
+    toPorts:
+    - ports: [{ port: "80", protocol: TCP }]
+      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
+`;
+const proxyYaml = (up: number) => `apiVersion: l7warden.io/v1alpha1
+kind: ProxyConfig
+metadata: { name: bench }
+spec:
+  flowLog: { file: "" }
+  listeners:
+  - name: deathstar
+    mode: ingress
+    address: 127.0.0.1:0
+    endpoint: { namespace: default, pod: deathstar }
+    upstream: http://127.0.0.1:${up}
+    endpointPort: 80
+`;
+// The closest HAProxy analogue of the L7 rule: POST + exact path from the tiefighter's address.
+const haproxyCfg = (threads: number, port: number, up: number) => `global
+  nbthread ${threads}
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:${port}
+  acl landing path /v1/request-landing
+  acl post method POST
+  acl tiefighter src 127.0.0.1
+  http-request deny deny_status 403 unless post landing tiefighter
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:${up}
+`;
+
+function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  for (const tool of ['wrk', 'haproxy']) {
+    if (!(await run('sh', ['-c', `command -v ${tool}`], 5000)).trim()) throw new Error(`${tool} missing: L7W_BENCH_DEPS=1 bash scripts/system-deps.sh`);
+  }
+  const base = await mkdtemp(join(tmpdir(), 'l7w-bench-workers-'));
+  try {
+    const lua = join(base, 'post.lua');
+    await writeFile(lua, 'wrk.method = "POST"\nwrk.body = "x"\nwrk.headers["Host"] = "deathstar"\n');
+    const upstream = await startProc('node', [...TS, join(ROOT, 'bench/lib-http-upstream.ts')], /h1 (\d+)/);
+    const up = upstream.port;
+    const cfg = join(base, 'config');
+    await mkdir(cfg, { recursive: true });
+    await writeFile(join(cfg, 'pods.yaml'), PODS);
+    await writeFile(join(cfg, 'policy.yaml'), POLICY);
+    await writeFile(join(cfg, 'proxy.yaml'), proxyYaml(up));
+    const haVersion = (await run('haproxy', ['-v'], 5000)).split('\n')[0] ?? '';
+
+    type Target = { name: string; start: () => Promise<{ proc: ChildProcess; port: number }> };
+    const l7w = (workers: number) => () =>
+      startProc('node', [join(ROOT, 'dist/cli/main.js'), 'run', '--no-watch', '--workers', String(workers), '--config', cfg], /listening: deathstar \(ingress\) on [\d.]+:(\d+)/);
+    const ha = (threads: number) => async () => {
+      const port = await freePort();
+      const file = join(base, `haproxy-${threads}.cfg`);
+      await writeFile(file, haproxyCfg(threads, port, up));
+      const proc = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(proc);
+      for (let i = 0; i < 100; i++) {
+        if ((await request(port, 'PUT')) !== 0) break;
+        await sleep(50);
+      }
+      return { proc, port };
+    };
+    const targets: Target[] = [
+      { name: 'l7warden-1w', start: l7w(1) },
+      { name: 'l7warden-2w', start: l7w(2) },
+      { name: 'haproxy-1t', start: ha(1) },
+      { name: 'haproxy-2t', start: ha(2) },
+    ];
+    const results = new Map<string, Result[]>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of targets) {
+        const { proc, port } = await t.start();
+        const deny = await request(port, 'PUT');
+        const allow = await request(port, 'POST');
+        if (deny !== 403 || allow !== 200) throw new Error(`${t.name}: PUT → ${deny}, POST → ${allow} (want 403, 200)`);
+        const r = await saturate(port, lua);
+        await stop(proc);
+        const list = results.get(t.name) ?? [];
+        list.push(r);
+        results.set(t.name, list);
+        process.stderr.write(`round ${round + 1} ${t.name}: ${r.rps.toFixed(0)} req/s p99 ${r.p99.toFixed(2)} ms errors ${r.errors}\n`);
+      }
+    }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const rows = targets.map((t) => {
+      const rs = results.get(t.name)!;
+      return { name: t.name, rps: med(rs.map((r) => r.rps)), min: Math.min(...rs.map((r) => r.rps)), max: Math.max(...rs.map((r) => r.rps)), p50: med(rs.map((r) => r.p50)), p99: med(rs.map((r) => r.p99)), errors: rs.reduce((a, r) => a + r.errors, 0) };
+    });
+    const haBest = Math.max(...rows.filter((r) => r.name.startsWith('haproxy')).map((r) => r.rps));
+    const ha2 = rows.find((r) => r.name === 'haproxy-2t')!.rps;
+    console.log(`\nworkers benchmark: wrk -t1 -c32 -d${SECONDS}s POST /v1/request-landing (allowed by the L7 rule), 2-byte upstream body,`);
+    console.log(`shared placement (nothing pinned), ${ROUNDS} interleaved rounds, medians. ${haVersion}; node ${process.version}.\n`);
+    console.log('| target | req/s median | min–max | p50 | p99 | vs haproxy-2t | vs best haproxy | errors |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const r of rows) {
+      console.log(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.min.toFixed(0)}–${r.max.toFixed(0)} | ${r.p50.toFixed(2)} ms | ${r.p99.toFixed(2)} ms | ${(r.rps / ha2).toFixed(2)} | ${(r.rps / haBest).toFixed(2)} | ${r.errors} |`);
+    }
+    const w2 = rows.find((r) => r.name === 'l7warden-2w')!.rps;
+    const w1 = rows.find((r) => r.name === 'l7warden-1w')!.rps;
+    console.log(`\n--workers 2 vs 1: ${(w2 / w1).toFixed(2)}×; target (2 workers ≥ 50 % of HAProxy's best): ${w2 / haBest >= 0.5 ? 'met' : 'NOT met'} (${((100 * w2) / haBest).toFixed(0)} %)`);
+    await stop(upstream.proc);
+  } finally {
+    await rm(base, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(e);
+  process.exit(1);
+});
