@@ -8,7 +8,8 @@
  * everything it throws on (pitfall 4).
  */
 import { Pool, type Dispatcher } from 'undici';
-import { PassThrough, pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { RelayBody } from '../http/relay-body.js';
 import type { Limits, Upstream } from '../config/proxy-config.js';
 import type { Downstream } from '../http/downstream.js';
 import { filterResponseHeaders } from '../http/downstream.js';
@@ -162,13 +163,12 @@ export class H1Upstream {
 
 /**
  * undici destroys a stream body once it has read it; destroying an HTTP/2 server
- * stream resets it before the response is sent. Relay through a PassThrough
- * (pipeline leaves the source alone on success and destroys both on error).
+ * stream resets it before the response is sent. Relay through a RelayBody, which
+ * leaves the source alone once it has ended (and destroys it on an error). A body
+ * that is already a RelayBody (maxBodyBytes counting) is detached as it is.
  */
 function detachable(body: Readable): Readable {
-  const pass = new PassThrough();
-  pipeline(body, pass, () => {});
-  return pass;
+  return body instanceof RelayBody ? body : new RelayBody(body);
 }
 
 export function isIpLiteral(h: string): boolean {

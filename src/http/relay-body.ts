@@ -1,0 +1,116 @@
+/**
+ * A request body as handed to the upstream client, in place of the client's own
+ * stream. It replaces `pipeline(src, new PassThrough())` / `pipeline(src, new
+ * Transform(count))`, which cost an AbortController, a DOMException on every
+ * successful finish and several end-of-stream watchers per request.
+ *
+ * Semantics kept from that pipeline:
+ *  - data is relayed with backpressure (the source is paused while this stream's
+ *    buffer is full);
+ *  - the source ending ends this stream; the source failing, or closing before its
+ *    end (client reset), destroys this stream with an error, so the upstream
+ *    request is aborted and never looks complete;
+ *  - this stream being destroyed after the source ended leaves the source alone
+ *    (undici destroys a body once read; destroying an HTTP/2 server stream would
+ *    reset it before the response is sent); destroyed earlier, or with an error,
+ *    the source is destroyed too;
+ *  - with `max > 0`, more than `max` bytes ⇒ `onOverflow()` and this stream is
+ *    destroyed with an error before the byte that crossed the limit is relayed.
+ */
+import { Readable } from 'node:stream';
+
+const RELAY: unique symbol = Symbol('l7warden.relay');
+
+type Source = Readable & { [RELAY]?: RelayBody };
+
+export class RelayBody extends Readable {
+  readonly #src: Source;
+  readonly #max: number;
+  readonly #onOverflow: (() => void) | undefined;
+  #seen = 0;
+  #srcEnded = false;
+
+  constructor(src: Readable, max = 0, onOverflow?: () => void) {
+    super();
+    this.#src = src as Source;
+    this.#max = max;
+    this.#onOverflow = onOverflow;
+    this.#src[RELAY] = this;
+    // Listeners are shared functions (`this` is the source): no closures per request.
+    src.on('data', onSrcData);
+    src.on('end', onSrcEnd);
+    src.on('error', onSrcError);
+    src.on('close', onSrcClose);
+  }
+
+  /** @internal */
+  relayData(chunk: Buffer): void {
+    if (this.destroyed) return;
+    if (this.#max > 0) {
+      this.#seen += chunk.length;
+      if (this.#seen > this.#max) {
+        this.#onOverflow?.();
+        this.destroy(new Error('request body too large'));
+        return;
+      }
+    }
+    if (!this.push(chunk)) this.#src.pause();
+  }
+
+  /** @internal */
+  relayEnd(): void {
+    this.#srcEnded = true;
+    if (!this.destroyed) this.push(null);
+  }
+
+  /** @internal */
+  relayError(err: Error): void {
+    if (!this.destroyed) this.destroy(err);
+  }
+
+  /** @internal The source closed: before its end that is a cut body. */
+  relayClose(): void {
+    this.#detach();
+    if (!this.#srcEnded && !this.destroyed) this.destroy(prematureClose());
+  }
+
+  override _read(): void {
+    if (this.#src.isPaused()) this.#src.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    const src = this.#src;
+    if (src[RELAY] === this) {
+      this.#detach();
+      if (!this.#srcEnded && !src.destroyed) src.destroy(err ?? prematureClose());
+    }
+    cb(err);
+  }
+
+  #detach(): void {
+    const src = this.#src;
+    if (src[RELAY] !== this) return;
+    src[RELAY] = undefined;
+    src.off('data', onSrcData);
+    src.off('end', onSrcEnd);
+    src.off('close', onSrcClose);
+    // The 'error' listener stays: a late error on the source must not be unhandled.
+  }
+}
+
+function onSrcData(this: Source, chunk: Buffer): void {
+  this[RELAY]?.relayData(chunk);
+}
+function onSrcEnd(this: Source): void {
+  this[RELAY]?.relayEnd();
+}
+function onSrcError(this: Source, err: Error): void {
+  this[RELAY]?.relayError(err);
+}
+function onSrcClose(this: Source): void {
+  this[RELAY]?.relayClose();
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
