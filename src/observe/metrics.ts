@@ -37,6 +37,77 @@ class Deferred implements Inc {
 }
 type Obs = { observe(v: number): void };
 
+/** Hubble's buckets (prometheus.DefBuckets). */
+const DURATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** prom-client 15 (pinned exactly) keeps one of these per label set of a Histogram. */
+interface HistogramEntry {
+  labels: Record<string, string | number>;
+  bucketValues: Record<string, number>;
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram child that counts observations per bucket in plain numbers and adds
+ * them to prom-client's entry for its label set when a scrape collects (as
+ * Deferred does for counters): prom-client's `observe()` validates and hashes the
+ * label object on every call (~2 µs per HTTP response).
+ */
+class DeferredHistogram implements Obs {
+  readonly #counts: number[];
+  #sum = 0;
+  #count = 0;
+  constructor(
+    private readonly hist: Histogram<string>,
+    private readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.#counts = bounds.map(() => 0);
+  }
+  observe(v: number): void {
+    if (!Number.isFinite(v)) return;
+    const b = this.bounds;
+    let i = 0;
+    while (i < b.length && v > b[i]!) i++;
+    if (i < b.length) this.#counts[i]!++;
+    this.#sum += v;
+    this.#count++;
+  }
+  flush(): void {
+    if (this.#count === 0) return;
+    const e = this.#entry();
+    for (let i = 0; i < this.bounds.length; i++) {
+      const k = String(this.bounds[i]);
+      e.bucketValues[k] = (e.bucketValues[k] ?? 0) + this.#counts[i]!;
+      this.#counts[i] = 0;
+    }
+    e.sum += this.#sum;
+    e.count += this.#count;
+    this.#sum = 0;
+    this.#count = 0;
+  }
+  #entry(): HistogramEntry {
+    const find = (): HistogramEntry | undefined => {
+      const map = (this.hist as unknown as { hashMap: Record<string, HistogramEntry> }).hashMap;
+      for (const k in map) {
+        const e = map[k]!;
+        let same = true;
+        for (const n in this.labels) if (String(e.labels[n]) !== this.labels[n]) same = false;
+        if (same) return e;
+      }
+      return undefined;
+    };
+    let e = find();
+    if (!e) {
+      this.hist.zero(this.labels);
+      e = find();
+    }
+    if (!e) throw new Error('prom-client Histogram internals changed (hashMap)');
+    return e;
+  }
+}
+
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
 const DNS_QTYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'PTR', 'NS', 'SOA', 'CAA', 'HTTPS', 'SVCB', 'ANY'];
 const FLOW_TYPES = ['L7', 'L3_L4'];
@@ -85,9 +156,9 @@ export class Metrics {
     name: 'hubble_http_request_duration_seconds',
     help: 'Quantiles of HTTP request duration in seconds',
     labelNames: ['method', 'reporter'] as const,
-    // Hubble's buckets (prometheus.DefBuckets).
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: [...DURATION_BUCKETS],
     registers: [this.registry],
+    collect: (): void => this.#flush(),
   });
   readonly dnsQueries = new Counter({
     name: 'hubble_dns_queries_total',
@@ -161,7 +232,7 @@ export class Metrics {
     return total;
   }
 
-  readonly #deferred: Deferred[] = [];
+  readonly #deferred: Array<{ flush(): void }> = [];
 
   #defer(child: Inc): Inc {
     const d = new Deferred(child);
@@ -272,7 +343,9 @@ export class Metrics {
     c.inc();
     let d = this.#httpDur.get(m);
     if (!d) {
-      d = this.httpDuration.labels(m, 'server');
+      const h = new DeferredHistogram(this.httpDuration, { method: m, reporter: 'server' }, DURATION_BUCKETS);
+      this.#deferred.push(h);
+      d = h;
       this.#httpDur.set(m, d);
     }
     d.observe(seconds);
