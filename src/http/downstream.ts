@@ -186,11 +186,16 @@ export class H2Downstream implements Downstream {
   }
 }
 
-/** Copy upstream response headers, dropping hop-by-hop and pseudo-headers. */
+/**
+ * Copy upstream response headers, dropping hop-by-hop and pseudo-headers. A plain
+ * object, not `Object.create(null)`: a prototype-less object is a V8 dictionary,
+ * which made `writeHead()` (its for-in in `_storeHeader`) several times slower; a
+ * `__proto__` field, which a plain object cannot hold, is dropped.
+ */
 export function filterResponseHeaders(h: Record<string, string | string[] | number | undefined>): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = Object.create(null) as OutgoingHttpHeaders;
+  const out: OutgoingHttpHeaders = {};
   for (const k in h) {
-    if (k.charCodeAt(0) === 58 || RESPONSE_HOP_BY_HOP.has(k)) continue;
+    if (k.charCodeAt(0) === 58 || RESPONSE_HOP_BY_HOP.has(k) || k === '__proto__') continue;
     const v = h[k];
     if (v !== undefined) out[k] = v;
   }

@@ -10,7 +10,7 @@ import type { ServerHttp2Stream, IncomingHttpHeaders as H2Headers } from 'node:h
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { IngressListener, Limits } from '../config/proxy-config.js';
-import type { Identity } from '../identity/identity.js';
+import type { Endpoint, Identity } from '../identity/identity.js';
 import type { HttpAttributes, PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
 import type { HttpFlowRecorder, FlowPeer, HttpFlowInfo } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from './canonical-path.js';
@@ -66,6 +66,16 @@ export interface EnforceContext {
   /** Destination port policy sees (endpointPort, else the upstream's port). */
   readonly port: number;
   readonly upstreamIp: string;
+  /** The listener's endpoint in the last snapshot seen (a snapshot is immutable). */
+  endpointCache?: { readonly snap: PolicySnapshot; readonly ep: Endpoint | undefined };
+}
+
+function endpointOf(ctx: EnforceContext, snap: PolicySnapshot): Endpoint | undefined {
+  const c = ctx.endpointCache;
+  if (c !== undefined && c.snap === snap) return c.ep;
+  const ep = snap.endpointByName(ctx.spec.endpoint.namespace, ctx.spec.endpoint.pod);
+  ctx.endpointCache = { snap, ep };
+  return ep;
 }
 
 function sourceIdentity(ctx: EnforceContext, conn: ConnInfo, snap: PolicySnapshot): Identity {
@@ -172,7 +182,7 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     plainReply(ds, 503, false, 'no policy loaded\r\n');
     return;
   }
-  const ep = snap.endpointByName(ctx.spec.endpoint.namespace, ctx.spec.endpoint.pod);
+  const ep = endpointOf(ctx, snap);
   if (!ep) {
     plainReply(ds, 500, false, 'endpoint unknown to the policy\r\n');
     return;
@@ -181,7 +191,11 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
   const attrs = new Attrs(p.method, p.path, p.authority, p.raw);
   let v: Verdict;
   try {
-    v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: attrs, ...(conn.sni ? { sni: conn.sni } : {}) });
+    v = snap.decide(
+      conn.sni
+        ? { src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: attrs, sni: conn.sni }
+        : { src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: attrs },
+    );
   } catch {
     plainReply(ds, 500, false, 'internal error\r\n');
     return;
@@ -377,7 +391,7 @@ export function decideUpgrade(ctx: EnforceContext, req: IncomingMessage): Upgrad
   if (conn.servedCert && !coversHost(conn.servedCert, authority)) return { kind: 'reject', status: 421 };
   const snap = ctx.snapshot();
   if (!snap) return { kind: 'reject', status: 503 };
-  const ep = snap.endpointByName(ctx.spec.endpoint.namespace, ctx.spec.endpoint.pod);
+  const ep = endpointOf(ctx, snap);
   if (!ep) return { kind: 'reject', status: 500 };
   const src = sourceIdentity(ctx, conn, snap);
   const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: new Attrs(method, canon.path, authority, req.rawHeaders) });

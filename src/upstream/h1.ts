@@ -117,7 +117,10 @@ export class H1Upstream {
     const tls = u.protocol === 'https';
     const host = u.host.includes(':') ? `[${u.host}]` : u.host;
     this.#origin = `${tls ? 'https' : 'http'}://${host}:${u.port}`;
-    this.#servername = tls ? (opts.servername ?? (isIpLiteral(u.host) ? undefined : u.host)) : undefined;
+    // Plain http: a constant servername, which undici's connector ignores without
+    // TLS; without one undici derives it from every request's Host (an isIP() regex
+    // per request).
+    this.#servername = tls ? (opts.servername ?? (isIpLiteral(u.host) ? undefined : u.host)) : u.host;
     const connect: Record<string, unknown> = { ...(tls ? opts.connect : {}), timeout: opts.limits.upstreamConnectTimeoutMs };
     this.pool = new Pool(this.#origin, {
       connections: opts.connections ?? 128,
