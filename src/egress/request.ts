@@ -17,7 +17,6 @@
  * destination's business); client copies are still stripped.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, pipeline, type Readable } from 'node:stream';
 import type { X509Certificate } from 'node:crypto';
 import type { EgressListener, Limits } from '../config/proxy-config.js';
 import type { Identity } from '../identity/identity.js';
@@ -29,6 +28,7 @@ import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.j
 import { canonicalizeTarget, isValidAuthority, authorityKey } from '../http/canonical-path.js';
 import { checkH1, forwardHeaders, rawHeaderLookup, type RequestFacts } from '../http/request-guard.js';
 import { H1Downstream, type Downstream } from '../http/downstream.js';
+import { countBody } from '../http/relay-body.js';
 import { DENY_BODY, h1Reject } from '../http/enforce.js';
 import { failureStatus, type UpstreamFailure } from '../upstream/errors.js';
 import { resolveSourceIdentity } from '../identity/source.js';
@@ -187,24 +187,6 @@ function plainReply(ds: Downstream, status: number, close: boolean, body: string
   ds.end();
 }
 
-function countBody(max: number, ds: Downstream): Readable {
-  let seen = 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      if (seen > max) {
-        cb(new Error('request body too large'));
-        if (!ds.headersSent) plainReply(ds, 413, true, '413\r\n');
-        else ds.abort();
-        return;
-      }
-      cb(null, chunk);
-    },
-  });
-  pipeline(ds.body!, counter, () => {});
-  return counter;
-}
-
 /** Pick the first candidate IP the policy allows; else the first IP's denial. */
 export function decideIps(
   snap: PolicySnapshot,
@@ -283,7 +265,7 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
     }
     scheme = canon.scheme ?? 'http';
   }
-  if (ctx.limits.maxBodyBytes > 0 && ds.body) ds.body = countBody(ctx.limits.maxBodyBytes, ds);
+  if (ctx.limits.maxBodyBytes > 0 && ds.body) ds.body = countBody(ctx.limits.maxBodyBytes, ds, facts);
   const snap = ctx.snapshot();
   if (!snap) {
     plainReply(ds, 503, false, 'no policy loaded\r\n');

@@ -8,7 +8,6 @@
 import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:http';
 import type { ServerHttp2Stream, IncomingHttpHeaders as H2Headers } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import type { IngressListener, Limits } from '../config/proxy-config.js';
 import type { Endpoint, Identity } from '../identity/identity.js';
 import type { HttpAttributes, PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
@@ -16,7 +15,7 @@ import type { HttpFlowRecorder, FlowPeer, HttpFlowInfo } from '../observe/flow.j
 import { canonicalizeTarget, isValidAuthority, authorityKey } from './canonical-path.js';
 import { checkH1, checkH2, forwardHeaders, rawHeaderLookup, type RequestFacts } from './request-guard.js';
 import { H1Downstream, H2Downstream, type Downstream } from './downstream.js';
-import { RelayBody } from './relay-body.js';
+import { countBody } from './relay-body.js';
 import type { H1Upstream, ForwardResult } from '../upstream/h1.js';
 import type { H2Upstream } from '../upstream/h2.js';
 import { failureStatus, type UpstreamFailure } from '../upstream/errors.js';
@@ -313,21 +312,6 @@ function prepare(
     }
   }
   return { ds, conn, method, path: canon.path, authority, raw, facts, grpc, start };
-}
-
-/**
- * maxBodyBytes: count while streaming; over the limit, 413 (or abort once a response
- * started). An HTTP/1 body with a declared Content-Length needs no counting: the
- * guard refused a length over the limit and Node's parser never delivers more body
- * than declared (what follows is the next request).
- */
-function countBody(max: number, ds: Downstream, facts: RequestFacts): Readable {
-  const body = ds.body!;
-  if (ds.protocol !== 'HTTP/2' && !facts.chunked && facts.contentLength !== undefined && facts.contentLength <= max) return body;
-  return new RelayBody(body, max, () => {
-    if (!ds.headersSent) plainReply(ds, 413, true);
-    else ds.abort();
-  });
 }
 
 /** HTTP/2 stream from the core 'stream' event. */

@@ -18,6 +18,8 @@
  *    destroyed with an error before the byte that crossed the limit is relayed.
  */
 import { Readable } from 'node:stream';
+import type { Downstream } from './downstream.js';
+import type { RequestFacts } from './request-guard.js';
 
 const RELAY: unique symbol = Symbol('l7warden.relay');
 
@@ -113,4 +115,32 @@ function onSrcClose(this: Source): void {
 
 function prematureClose(): Error {
   return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
+/**
+ * maxBodyBytes, for every listener kind: count while streaming; over the limit,
+ * 413 with Connection: close (or an abort once a response started). An HTTP/1 body
+ * with a declared Content-Length needs no counting: the guard refused a length over
+ * the limit and Node's parser never delivers more body than declared (what follows
+ * is the next request). Returns the stream to hand to the upstream.
+ */
+export function countBody(max: number, ds: Downstream, facts: RequestFacts): Readable {
+  const body = ds.body!;
+  if (ds.protocol !== 'HTTP/2' && !facts.chunked && facts.contentLength !== undefined && facts.contentLength <= max) return body;
+  return new RelayBody(body, max, () => {
+    overflowReply(ds);
+  });
+}
+
+const TOO_LARGE = Buffer.from('413\r\n');
+
+function overflowReply(ds: Downstream): void {
+  if (ds.headersSent) {
+    ds.abort();
+    return;
+  }
+  ds.closeAfter();
+  ds.respond(413, { 'content-type': 'text/plain', 'content-length': TOO_LARGE.length }, false);
+  if (!ds.isHead) ds.write(TOO_LARGE);
+  ds.end();
 }
