@@ -8,7 +8,7 @@
  * the same code, and a client reset cancels the upstream stream.
  */
 import * as http2 from 'node:http2';
-import { pipeline } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Limits, Upstream } from '../config/proxy-config.js';
 import type { Downstream, Trailers } from '../http/downstream.js';
 import { filterResponseHeaders } from '../http/downstream.js';
@@ -147,11 +147,7 @@ export class H2Upstream {
       finish(0);
     });
 
-    if (ds.body) {
-      pipeline(ds.body, up, () => {
-        /* errors surface on the streams' own handlers */
-      });
-    }
+    const relay = ds.body ? new BodyRelay(ds.body, up) : undefined;
 
     up.on('response', (headers, flags: number) => {
       gotResponse = true;
@@ -193,6 +189,7 @@ export class H2Upstream {
     });
     up.on('close', () => {
       clearTimeout(timer);
+      relay?.stop();
       if (finished) return;
       const code = up.rstCode;
       if (!gotResponse) {
@@ -219,4 +216,96 @@ export class H2Upstream {
     for (const p of this.#pool) p.session.destroy();
     this.#pool = [];
   }
+}
+
+const RELAY: unique symbol = Symbol('l7warden.h2relay');
+type RelaySource = Readable & { [RELAY]?: BodyRelay | undefined };
+type RelaySink = http2.ClientHttp2Stream & { [RELAY]?: BodyRelay | undefined };
+
+/**
+ * The request body relayed into the upstream stream, in place of `pipeline(body,
+ * up)` (an AbortController and a DOMException per request). Listeners are shared
+ * functions (`this` is the emitting stream), so a request costs one object.
+ *  - backpressure: the body is paused while the upstream stream's buffer is full;
+ *  - the body's end ends the upstream request (END_STREAM);
+ *  - the body failing or closing before its end (client reset, maxBodyBytes)
+ *    cancels the upstream stream: a cut body never looks complete upstream;
+ *  - the upstream stream closing first stops the relay; the forwarder's 'close'
+ *    handler answers the client (failure reply or RST with the upstream's code), and
+ *    what the client still sends is discarded (bounded by maxBodyBytes when set).
+ */
+class BodyRelay {
+  #done = false;
+
+  constructor(
+    readonly src: RelaySource,
+    readonly up: RelaySink,
+  ) {
+    src[RELAY] = this;
+    up[RELAY] = this;
+    src.on('data', onBodyData);
+    src.on('end', onBodyEnd);
+    src.on('error', onBodyCut);
+    src.on('close', onBodyCut);
+    up.on('drain', onUpDrain);
+  }
+
+  data(chunk: Buffer): void {
+    const up = this.up;
+    if (up.destroyed) {
+      this.stop();
+      return;
+    }
+    if (!up.write(chunk)) this.src.pause();
+  }
+
+  end(): void {
+    if (this.#done) return;
+    this.#detach();
+    if (!this.up.destroyed) this.up.end();
+  }
+
+  cut(): void {
+    if (this.#done) return;
+    this.#detach();
+    const up = this.up;
+    if (!up.destroyed && !up.closed) up.close(NGHTTP2_CANCEL);
+  }
+
+  drain(): void {
+    if (!this.#done && this.src.isPaused()) this.src.resume();
+  }
+
+  /** The upstream stream closed: stop relaying and discard the rest of the body. */
+  stop(): void {
+    if (this.#done) return;
+    this.#detach();
+    const src = this.src;
+    if (!src.destroyed && !src.readableEnded) src.resume();
+  }
+
+  #detach(): void {
+    this.#done = true;
+    const { src, up } = this;
+    src[RELAY] = undefined;
+    up[RELAY] = undefined;
+    src.off('data', onBodyData);
+    src.off('end', onBodyEnd);
+    src.off('close', onBodyCut);
+    up.off('drain', onUpDrain);
+    // The body's 'error' listener stays (a no-op once detached): a late error must not be unhandled.
+  }
+}
+
+function onBodyData(this: RelaySource, chunk: Buffer): void {
+  this[RELAY]?.data(chunk);
+}
+function onBodyEnd(this: RelaySource): void {
+  this[RELAY]?.end();
+}
+function onBodyCut(this: RelaySource): void {
+  this[RELAY]?.cut();
+}
+function onUpDrain(this: RelaySink): void {
+  this[RELAY]?.drain();
 }
