@@ -16,7 +16,7 @@ import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { FlowSink } from '../observe/sink.js';
 import type { Metrics } from '../observe/metrics.js';
 import { rcodeName } from '../observe/metrics.js';
-import { DROP_REASON_CODE, EVENT, endpointOf, ipVersion, newUuid, policyFields } from '../observe/hubble.js';
+import { DROP_REASON_CODE, EVENT, endpointJson, ipVersion, isoTimeJson, newUuid, numJson, policyFieldsJson } from '../observe/hubble.js';
 
 export interface DnsPeer {
   readonly ip: string;
@@ -36,6 +36,7 @@ class DnsRecord {
   #uuid: string | undefined;
   constructor(
     private readonly timeMs: number,
+    /** The node name as JSON text (quoted once per recorder). */
     private readonly node: string,
     private readonly snapshot: PolicySnapshot,
     private readonly src: DnsPeer,
@@ -48,8 +49,18 @@ class DnsRecord {
     private readonly latencyNs: bigint,
   ) {}
 
+  /** The record as Hubble's JSON (what the sink writes is `toLine()`). */
   toJSON(): object {
-    const time = new Date(this.timeMs).toISOString();
+    return JSON.parse(this.toLine()) as object;
+  }
+
+  /**
+   * The record's JSON line, built as text (pre-serialised endpoint and policy
+   * fragments, JSON.stringify only for the variable strings): byte for byte what
+   * JSON.stringify of the Hubble object gives.
+   */
+  toLine(): string {
+    const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const r = this.r;
     const reply = r !== undefined;
@@ -57,48 +68,51 @@ class DnsRecord {
     const to = reply ? this.src : this.dst;
     const v = this.v;
     const reason = v && !v.allowed ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
-    const f: Record<string, unknown> = { time, uuid: this.#uuid, verdict: reason ? 'DROPPED' : 'FORWARDED' };
-    if (reason) f.drop_reason = DROP_REASON_CODE[reason];
-    f.IP = { source: from.ip, destination: to.ip, ipVersion: ipVersion(from.ip) };
-    f.l4 = { [this.transport]: { source_port: from.port, destination_port: to.port } };
-    f.source = endpointOf(from.identity, this.snapshot);
-    f.destination = endpointOf(to.identity, this.snapshot);
-    f.Type = 'L7';
-    f.node_name = this.node;
-    const dns: Record<string, unknown> = { query: this.query };
+    let s = `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"${reason ? 'DROPPED' : 'FORWARDED'}"`;
+    if (reason) s += `,"drop_reason":${DROP_REASON_CODE[reason]}`;
+    const query = JSON.stringify(this.query);
+    s +=
+      `,"IP":{"source":${JSON.stringify(from.ip)},"destination":${JSON.stringify(to.ip)},"ipVersion":"${ipVersion(from.ip)}"}` +
+      `,"l4":{"${this.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}}}` +
+      `,"source":${endpointJson(from.identity, this.snapshot)},"destination":${endpointJson(to.identity, this.snapshot)}` +
+      `,"Type":"L7","node_name":${this.node}`;
+    let dns = `{"query":${query}`;
     if (r) {
-      if (r.ips.length) dns.ips = r.ips;
-      if (r.ttl) dns.ttl = r.ttl;
-      if (r.cnames.length) dns.cnames = r.cnames;
+      if (r.ips.length) dns += `,"ips":${JSON.stringify(r.ips)}`;
+      if (r.ttl) dns += `,"ttl":${numJson(r.ttl)}`;
+      if (r.cnames.length) dns += `,"cnames":${JSON.stringify(r.cnames)}`;
     }
-    dns.observation_source = 'proxy';
-    if (r?.rcode) dns.rcode = r.rcode;
-    dns.qtypes = [this.qtype];
-    if (r?.rrtypes.length) dns.rrtypes = r.rrtypes;
-    f.l7 = reply ? { type: 'RESPONSE', latency_ns: this.latencyNs.toString(), dns } : { type: 'REQUEST', dns };
-    f.event_type = { type: EVENT.l7 };
-    f.traffic_direction = 'EGRESS';
-    if (reason) f.drop_reason_desc = reason;
-    f.is_reply = reply;
-    f.Summary = r
+    dns += ',"observation_source":"proxy"';
+    if (r?.rcode) dns += `,"rcode":${numJson(r.rcode)}`;
+    dns += `,"qtypes":[${JSON.stringify(this.qtype)}]`;
+    if (r?.rrtypes.length) dns += `,"rrtypes":${JSON.stringify(r.rrtypes)}`;
+    s += reply
+      ? `,"l7":{"type":"RESPONSE","latency_ns":"${this.latencyNs}","dns":${dns}}}`
+      : `,"l7":{"type":"REQUEST","dns":${dns}}}`;
+    s += `,"event_type":{"type":${EVENT.l7}},"traffic_direction":"EGRESS"`;
+    if (reason) s += `,"drop_reason_desc":"${reason}"`;
+    const summary = r
       ? r.rcode
         ? `DNS Answer RCode: ${rcodeName(r.rcode)} TTL: ${r.ttl} (Proxy ${this.query} ${this.qtype})`
         : `DNS Answer "${r.ips.join(',')}" TTL: ${r.ttl} (Proxy ${this.query} ${this.qtype})`
       : `DNS Query ${this.query} ${this.qtype}`;
-    if (v) policyFields(v, this.snapshot.version, f);
-    return { flow: f, node_name: this.node, time };
+    s += `,"is_reply":${reply},"Summary":${JSON.stringify(summary)}`;
+    if (v) s += policyFieldsJson(v, this.snapshot.version);
+    return `${s}},"node_name":${this.node},"time":${time}}`;
   }
 }
 
 export class DnsFlowRecorder {
   readonly #metrics: Metrics | undefined;
+  readonly #nodeJson: string;
 
   constructor(
     private readonly sink: FlowSink,
-    private readonly nodeName: string,
+    nodeName: string,
     opts: { readonly metrics?: Metrics } = {},
   ) {
     this.#metrics = opts.metrics;
+    this.#nodeJson = JSON.stringify(nodeName);
   }
 
   /** Should callers gather flow data at all (a flow reader or metrics)? */
@@ -123,7 +137,7 @@ export class DnsFlowRecorder {
       m.dnsQuery(qtype);
     }
     if (!this.sink.active) return;
-    this.sink.emit(new DnsRecord(Date.now(), this.nodeName, snapshot, src, dst, transport, query, qtype, v, undefined, 0n));
+    this.sink.emit(new DnsRecord(Date.now(), this.#nodeJson, snapshot, src, dst, transport, query, qtype, v, undefined, 0n));
   }
 
   response(
@@ -143,7 +157,7 @@ export class DnsFlowRecorder {
     }
     if (!this.sink.active) return;
     const latency = process.hrtime.bigint() - startNs;
-    this.sink.emit(new DnsRecord(Date.now(), this.nodeName, snapshot, src, dst, transport, query, qtype, undefined, r, latency));
+    this.sink.emit(new DnsRecord(Date.now(), this.#nodeJson, snapshot, src, dst, transport, query, qtype, undefined, r, latency));
   }
 
   /** The resolver did not answer (timeout, socket error): counted per listener. */

@@ -32,11 +32,13 @@ import {
   DROP_REASON_CODE,
   EVENT,
   LazyHeaders,
-  endpointOf,
+  endpointJson,
   grpcNames,
   ipVersion,
+  isoTimeJson,
   newUuid,
-  policyFields,
+  numJson,
+  policyFieldsJson,
 } from './hubble.js';
 
 export interface FlowPeer {
@@ -80,6 +82,7 @@ class HttpRecord {
   constructor(
     private readonly kind: Kind,
     private readonly timeMs: number,
+    /** The node name as JSON text (quoted once per recorder). */
     private readonly node: string,
     private readonly snapshot: PolicySnapshot,
     private readonly src: FlowPeer,
@@ -97,8 +100,19 @@ class HttpRecord {
     private readonly names: readonly string[] | undefined,
   ) {}
 
+  /** The record as Hubble's JSON (what the sink writes is `toLine()`). */
   toJSON(): object {
-    const time = new Date(this.timeMs).toISOString();
+    return JSON.parse(this.toLine()) as object;
+  }
+
+  /**
+   * The record's JSON line, built as text: the endpoints and policies are
+   * pre-serialised fragments (per snapshot and identity / rule), only the variable
+   * strings go through JSON.stringify. Byte for byte what JSON.stringify of the
+   * Hubble object (key order as listed in the module comment) gives.
+   */
+  toLine(): string {
+    const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const reply = this.kind === Kind.Response;
     // Responses go from the destination back to the source (Hubble swaps them).
@@ -107,33 +121,30 @@ class HttpRecord {
     const v = this.v;
     const dropped = v !== undefined && !v.allowed;
     const reason = dropped ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
-    const f: Record<string, unknown> = { time, uuid: this.#uuid, verdict: dropped ? 'DROPPED' : 'FORWARDED' };
-    if (reason) f.drop_reason = DROP_REASON_CODE[reason];
-    f.IP = { source: from.ip, destination: to.ip, ipVersion: ipVersion(from.ip) };
-    const l4: Record<string, unknown> = { source_port: from.port, destination_port: to.port };
-    if (this.kind === Kind.Connection) l4.flags = { SYN: true };
-    f.l4 = { [this.transport]: l4 };
-    f.source = endpointOf(from.identity, this.snapshot);
-    f.destination = endpointOf(to.identity, this.snapshot);
-    if (this.names !== undefined && this.names.length > 0) f[reply ? 'source_names' : 'destination_names'] = this.names;
-    f.Type = this.type;
-    f.node_name = this.node;
+    let s = `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"${dropped ? 'DROPPED' : 'FORWARDED'}"`;
+    if (reason) s += `,"drop_reason":${DROP_REASON_CODE[reason]}`;
+    s +=
+      `,"IP":{"source":${JSON.stringify(from.ip)},"destination":${JSON.stringify(to.ip)},"ipVersion":"${ipVersion(from.ip)}"}` +
+      `,"l4":{"${this.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}${this.kind === Kind.Connection ? ',"flags":{"SYN":true}' : ''}}}` +
+      `,"source":${endpointJson(from.identity, this.snapshot)},"destination":${endpointJson(to.identity, this.snapshot)}`;
+    if (this.names !== undefined && this.names.length > 0) s += `,"${reply ? 'source_names' : 'destination_names'}":${JSON.stringify(this.names)}`;
+    s += `,"Type":"${this.type}","node_name":${this.node}`;
     const h = this.http;
     let summary: string;
     if (h) {
-      const http: Record<string, unknown> = {};
-      if (reply) http.code = this.code;
-      http.method = h.method;
-      http.url = h.url;
-      http.protocol = h.protocol;
-      if (!reply && h.headers) http.headers = new LazyHeaders(h.headers, this.redact);
+      let http = reply ? `{"code":${numJson(this.code)},` : '{';
+      http += `"method":${JSON.stringify(h.method)},"url":${JSON.stringify(h.url)},"protocol":"${h.protocol}"`;
+      if (!reply && h.headers) http += `,"headers":${new LazyHeaders(h.headers, this.redact).json()}`;
       if (h.grpc) {
         const g = grpcNames(h.url);
-        if (g) http.grpc = this.grpcStatus !== undefined && reply ? { ...g, status: this.grpcStatus } : g;
+        if (g) {
+          http += `,"grpc":{"service":${JSON.stringify(g.service)},"method":${JSON.stringify(g.method)}`;
+          http += this.grpcStatus !== undefined && reply ? `,"status":${numJson(this.grpcStatus)}}` : '}';
+        }
       }
-      f.l7 = reply
-        ? { type: 'RESPONSE', latency_ns: this.latencyNs.toString(), http }
-        : { type: 'REQUEST', http };
+      s += reply
+        ? `,"l7":{"type":"RESPONSE","latency_ns":"${this.latencyNs}","http":${http}}}`
+        : `,"l7":{"type":"REQUEST","http":${http}}}`;
       summary = reply
         ? `${h.protocol} ${this.code} ${this.latencyNs / 1_000_000n}ms (${h.method} ${h.url})`
         : `${h.protocol} ${h.method} ${h.url}`;
@@ -144,31 +155,32 @@ class HttpRecord {
     // datapath-style drop / policy-verdict event; everything with an HTTP exchange
     // is an L7 access-log event (129).
     if (reason && (this.reset || this.kind === Kind.Connection)) {
-      f.event_type = { type: EVENT.drop, sub_type: DROP_REASON_CODE[reason] };
+      s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
     } else if (this.kind === Kind.Connection) {
-      f.event_type = { type: EVENT.policyVerdict };
+      s += `,"event_type":{"type":${EVENT.policyVerdict}}`;
     } else {
-      f.event_type = { type: EVENT.l7 };
+      s += `,"event_type":{"type":${EVENT.l7}}`;
     }
-    f.traffic_direction = this.direction;
-    if (reason) f.drop_reason_desc = reason;
-    f.is_reply = reply;
-    f.Summary = summary;
-    if (v && !reply) policyFields(v, this.snapshot.version, f);
-    return { flow: f, node_name: this.node, time };
+    s += `,"traffic_direction":"${this.direction}"`;
+    if (reason) s += `,"drop_reason_desc":"${reason}"`;
+    s += `,"is_reply":${reply},"Summary":${JSON.stringify(summary)}`;
+    if (v && !reply) s += policyFieldsJson(v, this.snapshot.version);
+    return `${s}},"node_name":${this.node},"time":${time}}`;
   }
 }
 
 export class HttpFlowRecorder {
   readonly #metrics: Metrics | undefined;
   readonly #redact: Set<string>;
+  readonly #nodeJson: string;
 
   constructor(
     private readonly sink: FlowSink,
-    private readonly nodeName: string,
+    nodeName: string,
     opts: FlowRecorderOptions = {},
   ) {
     this.#metrics = opts.metrics;
+    this.#nodeJson = JSON.stringify(nodeName);
     this.#redact = new Set([...DEFAULT_REDACTED_HEADERS, ...[...(opts.redactHeaders ?? [])].map((h) => h.toLowerCase())]);
   }
 
@@ -199,7 +211,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Request, Date.now(), this.nodeName, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
+      new HttpRecord(Kind.Request, Date.now(), this.#nodeJson, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -225,7 +237,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Response, Date.now(), this.nodeName, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
+      new HttpRecord(Kind.Response, Date.now(), this.#nodeJson, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -250,7 +262,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Connection, Date.now(), this.nodeName, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction, names),
+      new HttpRecord(Kind.Connection, Date.now(), this.#nodeJson, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction, names),
     );
   }
 

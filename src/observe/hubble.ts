@@ -38,30 +38,50 @@ export interface HubblePolicy {
   readonly revision: string;
 }
 
-// One endpoint object per (snapshot, identity): records share it, nothing is
-// rebuilt per request. Identities learned at run time add entries; the map goes
-// away with its snapshot.
-const endpointCache = new WeakMap<PolicySnapshot, Map<number, HubbleEndpoint>>();
+// One endpoint object (and its JSON text, made on first serialisation) per
+// (snapshot, identity): records share them, nothing is rebuilt per request or per
+// record. Identities learned at run time add entries; the map goes away with its
+// snapshot.
+interface EndpointEntry {
+  readonly e: HubbleEndpoint;
+  json: string | undefined;
+}
+const endpointCache = new WeakMap<PolicySnapshot, Map<number, EndpointEntry>>();
+let lastSnapshot: PolicySnapshot | undefined;
+let lastMap: Map<number, EndpointEntry> | undefined;
 
-/** Hubble `Endpoint` for an identity: identity, namespace, labels, pod_name. */
-export function endpointOf(id: Identity, snapshot: PolicySnapshot): HubbleEndpoint {
-  let m = endpointCache.get(snapshot);
+function endpointEntry(id: Identity, snapshot: PolicySnapshot): EndpointEntry {
+  let m = lastSnapshot === snapshot ? lastMap : endpointCache.get(snapshot);
   if (!m) {
     m = new Map();
     endpointCache.set(snapshot, m);
   }
-  let e = m.get(id.id);
-  if (e === undefined || e.labels !== id.labels) {
+  lastSnapshot = snapshot;
+  lastMap = m;
+  let en = m.get(id.id);
+  if (en === undefined || en.e.labels !== id.labels) {
     const ep = snapshot.endpointByIdentity(id.id);
-    e = {
+    const e: HubbleEndpoint = {
       identity: id.id,
       ...(id.namespace ? { namespace: id.namespace } : {}),
       labels: id.labels,
       ...(ep ? { pod_name: ep.name } : {}),
     };
-    if (m.size < 65_536) m.set(id.id, e);
+    en = { e, json: undefined };
+    if (m.size < 65_536) m.set(id.id, en);
   }
-  return e;
+  return en;
+}
+
+/** Hubble `Endpoint` for an identity: identity, namespace, labels, pod_name. */
+export function endpointOf(id: Identity, snapshot: PolicySnapshot): HubbleEndpoint {
+  return endpointEntry(id, snapshot).e;
+}
+
+/** `JSON.stringify(endpointOf(id, snapshot))`, made once per (snapshot, identity). */
+export function endpointJson(id: Identity, snapshot: PolicySnapshot): string {
+  const en = endpointEntry(id, snapshot);
+  return (en.json ??= JSON.stringify(en.e));
 }
 
 /**
@@ -100,6 +120,50 @@ export function policyFields(v: Verdict, revision: number, into: Record<string, 
   if (eg) into.egress_allowed_by = [policyOf(eg, revision)];
   if (ing) into.ingress_allowed_by = [policyOf(ing, revision)];
   if (!eg && !ing && v.rule) into[v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'] = [policyOf(v.rule, revision)];
+}
+
+// `JSON.stringify([policyOf(rule, revision)])` per rule object (rules belong to a
+// snapshot; the revision is kept with the text in case a rule outlives one).
+const policyJsonCache = new WeakMap<RuleRef, { readonly revision: number; readonly json: string }>();
+function policyJson(r: RuleRef, revision: number): string {
+  const c = policyJsonCache.get(r);
+  if (c !== undefined && c.revision === revision) return c.json;
+  const json = JSON.stringify([policyOf(r, revision)]);
+  policyJsonCache.set(r, { revision, json });
+  return json;
+}
+
+/**
+ * `policyFields` as JSON text: each member preceded by a comma, in the order
+ * `policyFields` adds them ("" when there is none).
+ */
+export function policyFieldsJson(v: Verdict, revision: number): string {
+  if (!v.allowed) {
+    return v.rule ? `,"${v.decidedBy === 'egress' ? 'egress_denied_by' : 'ingress_denied_by'}":${policyJson(v.rule, revision)}` : '';
+  }
+  const eg = v.egress && v.egress.enforced && v.egress.allowed ? v.egress.rule : undefined;
+  const ing = v.ingress && v.ingress.enforced && v.ingress.allowed ? v.ingress.rule : undefined;
+  let out = '';
+  if (eg) out += `,"egress_allowed_by":${policyJson(eg, revision)}`;
+  if (ing) out += `,"ingress_allowed_by":${policyJson(ing, revision)}`;
+  if (!eg && !ing && v.rule) out += `,"${v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'}":${policyJson(v.rule, revision)}`;
+  return out;
+}
+
+let isoMs = NaN;
+let isoText = '""';
+/** `JSON.stringify(new Date(ms).toISOString())`, the last one remembered (records come in bursts). */
+export function isoTimeJson(ms: number): string {
+  if (ms !== isoMs) {
+    isoText = `"${new Date(ms).toISOString()}"`;
+    isoMs = ms;
+  }
+  return isoText;
+}
+
+/** A number as JSON.stringify writes it (non-finite: null). */
+export function numJson(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
 }
 
 export function ipVersion(ip: string): 'IPv4' | 'IPv6' {
@@ -194,6 +258,17 @@ export class LazyHeaders {
     // Stable sort by key; several values of one header keep their order (Go's http.Header).
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     return out;
+  }
+
+  /** `JSON.stringify(this)`, without the intermediate objects where it can. */
+  json(): string {
+    const list = this.toJSON();
+    let s = '[';
+    for (let i = 0; i < list.length; i++) {
+      const h = list[i]!;
+      s += `${i === 0 ? '' : ','}{"key":${JSON.stringify(h.key)},"value":${JSON.stringify(h.value)}}`;
+    }
+    return s + ']';
   }
 }
 
