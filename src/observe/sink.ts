@@ -1,7 +1,7 @@
 /**
  * Flow records leave the request path through this sink: `emit()` only pushes onto
- * a bounded in-memory queue; serialisation (records build their Hubble JSON in
- * `toJSON()`) and writing happen in batches on a later tick. When the queue is full
+ * a bounded in-memory queue; serialisation (records write their JSON line in
+ * `toLine()`, other objects go through JSON.stringify) and writing happen in batches on a later tick. When the queue is full
  * (a slow disk or a stuck stdout), records are dropped and counted instead of
  * slowing the data path.
  *
@@ -30,6 +30,14 @@ export interface FlowSinkOptions {
   readonly recent?: number;
 }
 
+/**
+ * A record that writes its own JSON line (the flow recorders' records: cheaper than
+ * JSON.stringify of an object built for it). Anything else is JSON.stringify'd.
+ */
+export interface FlowLine {
+  toLine(): string;
+}
+
 export type FlowListener = (line: string) => void;
 export type FlowBatchListener = (lines: readonly string[]) => void;
 
@@ -40,7 +48,9 @@ export class FlowSink {
   #ownsOut = false;
   #blocked = false;
   #rotating = false;
-  #pending = '';
+  /** Chunks held while the stream is blocked or the file rotates (as Buffers: no re-encoding, no string flattening). */
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
   #bytes = 0;
   readonly #file: string;
   readonly #maxQueue: number;
@@ -93,9 +103,7 @@ export class FlowSink {
 
   #onDrain(): void {
     this.#blocked = false;
-    const pending = this.#pending;
-    this.#pending = '';
-    if (pending && this.#out) this.#write(pending);
+    this.#writePending();
     this.#schedule();
   }
 
@@ -147,13 +155,12 @@ export class FlowSink {
     if (batch.length === 0) return;
     this.#queue = [];
     const lines: string[] = new Array<string>(batch.length);
-    let chunk = '';
     const ring = this.#ring;
     const ringLen = ring.length;
     for (let i = 0; i < batch.length; i++) {
-      const line = JSON.stringify(batch[i]);
+      const r = batch[i] as Partial<FlowLine>;
+      const line = typeof r.toLine === 'function' ? r.toLine() : JSON.stringify(r);
       lines[i] = line;
-      chunk += line + '\n';
       for (const fn of this.#listeners) fn(line);
       if (ringLen > 0) {
         ring[this.#ringNext] = line;
@@ -163,20 +170,35 @@ export class FlowSink {
     }
     for (const fn of this.#batchListeners) fn(lines);
     this.written += batch.length;
-    if (this.#out && chunk) this.#write(chunk);
+    // One flat string and one UTF-8 encoding per batch (no per-line concatenation).
+    if (this.#out) this.#write(Buffer.from(lines.join('\n') + '\n', 'utf8'));
+  }
+
+  /** Hand what was held back to #write (one Buffer). */
+  #writePending(): void {
+    const pending = this.#pending;
+    if (pending.length === 0) return;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    if (this.#out) this.#write(pending.length === 1 ? pending[0]! : Buffer.concat(pending));
+  }
+
+  #hold(chunk: Buffer): void {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
   }
 
   /** Write a chunk, rotating first when it would take the file past maxBytes. */
-  #write(chunk: string): void {
+  #write(chunk: Buffer): void {
     if (this.#rotating || this.#blocked) {
       // Held until the rotation finishes or the stream drains; bounded like the queue.
-      if (this.#pending.length < 64 * 1024 * 1024) this.#pending += chunk;
+      if (this.#pendingBytes < 64 * 1024 * 1024) this.#hold(chunk);
       else this.dropped += countLines(chunk);
       return;
     }
-    const len = Buffer.byteLength(chunk);
+    const len = chunk.length;
     if (this.#ownsOut && this.#maxBytes > 0 && this.#bytes > 0 && this.#bytes + len > this.#maxBytes) {
-      this.#pending += chunk;
+      this.#hold(chunk);
       void this.#rotate();
       return;
     }
@@ -201,9 +223,7 @@ export class FlowSink {
       this.#bytes = 0;
       if (this.#out === old && old !== undefined) this.#out = this.#open();
       this.#rotating = false;
-      const pending = this.#pending;
-      this.#pending = '';
-      if (pending && this.#out) this.#write(pending);
+      this.#writePending();
     }
   }
 
@@ -212,9 +232,10 @@ export class FlowSink {
     this.#flush();
     for (let i = 0; i < 200 && this.#rotating; i++) await new Promise((r) => setTimeout(r, 5));
     const out = this.#out;
-    if (out && this.#pending) {
-      out.write(this.#pending);
-      this.#pending = '';
+    if (out && this.#pending.length > 0) {
+      for (const b of this.#pending) out.write(b);
+      this.#pending = [];
+      this.#pendingBytes = 0;
     }
     if (out && this.#ownsOut) await new Promise<void>((resolve) => out.end(resolve));
     this.#out = undefined;
@@ -223,8 +244,8 @@ export class FlowSink {
   }
 }
 
-function countLines(s: string): number {
+function countLines(s: Buffer): number {
   let n = 0;
-  for (let i = s.indexOf('\n'); i >= 0; i = s.indexOf('\n', i + 1)) n++;
+  for (let i = s.indexOf(0x0a); i >= 0; i = s.indexOf(0x0a, i + 1)) n++;
   return n;
 }
