@@ -12,6 +12,11 @@ import { RESPONSE_HOP_BY_HOP } from './request-guard.js';
 
 export type Trailers = Record<string, string | string[]>;
 
+/** Told once when the client side closes before the response ended. */
+export interface AbortListener {
+  clientAborted(h2code?: number): void;
+}
+
 export interface Downstream {
   readonly protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
   readonly isHead: boolean;
@@ -29,20 +34,27 @@ export interface Downstream {
   abort(h2code?: number): void;
   /** Close the connection after this response (HTTP/1: Connection: close; HTTP/2: nothing). */
   closeAfter(): void;
-  /** Called once if the client side closes before `end()`. */
-  onAbort(fn: (h2code?: number) => void): void;
+  /** `l.clientAborted()` is called once if the client side closes before `end()`. */
+  onAbort(l: AbortListener): void;
   /** Reset the whole connection (l3DenyAction: reset). */
   resetConnection(): void;
 }
 
 const EMPTY: OutgoingHttpHeaders = {};
 
+const DS: unique symbol = Symbol('l7warden.downstream');
+
+/** The response's 'close' listener, shared (`this` is the response): no closure per request. */
+function onH1ResponseClose(this: ServerResponse & { [DS]?: H1Downstream }): void {
+  this[DS]?.responseClosed();
+}
+
 export class H1Downstream implements Downstream {
   readonly protocol: 'HTTP/1.0' | 'HTTP/1.1';
   readonly isHead: boolean;
   body: Readable | null;
   #ended = false;
-  #abortFn: ((c?: number) => void) | undefined;
+  #abortL: AbortListener | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -52,11 +64,14 @@ export class H1Downstream implements Downstream {
     this.protocol = req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1';
     this.isHead = req.method === 'HEAD';
     this.body = hasBody ? req : null;
-    res.once('close', () => {
-      const fn = this.#abortFn;
-      this.#abortFn = undefined;
-      if (fn && !res.writableFinished) fn();
-    });
+    (res as ServerResponse & { [DS]?: H1Downstream })[DS] = this;
+    res.on('close', onH1ResponseClose);
+  }
+  /** @internal */
+  responseClosed(): void {
+    const l = this.#abortL;
+    this.#abortL = undefined;
+    if (l && !this.res.writableFinished) l.clientAborted();
   }
   get headersSent(): boolean {
     return this.res.headersSent;
@@ -81,7 +96,7 @@ export class H1Downstream implements Downstream {
   }
   abort(): void {
     this.#ended = true;
-    this.#abortFn = undefined;
+    this.#abortL = undefined;
     this.res.destroy();
     this.req.socket.destroy();
   }
@@ -89,12 +104,12 @@ export class H1Downstream implements Downstream {
     if (!this.res.headersSent) this.res.setHeader('connection', 'close');
     this.res.shouldKeepAlive = false;
   }
-  onAbort(fn: (c?: number) => void): void {
-    this.#abortFn = fn;
+  onAbort(l: AbortListener): void {
+    this.#abortL = l;
   }
   resetConnection(): void {
     this.#ended = true;
-    this.#abortFn = undefined;
+    this.#abortL = undefined;
     const s = this.req.socket as { resetAndDestroy?: () => void; destroy(): void };
     if (typeof s.resetAndDestroy === 'function') {
       try {
@@ -113,7 +128,7 @@ export class H2Downstream implements Downstream {
   readonly isHead: boolean;
   body: Readable | null;
   #ended = false;
-  #abortFn: ((c?: number) => void) | undefined;
+  #abortL: AbortListener | undefined;
   #trailers: Trailers | undefined;
 
   constructor(
@@ -123,9 +138,9 @@ export class H2Downstream implements Downstream {
     this.isHead = method === 'HEAD';
     this.body = stream.endAfterHeaders ? null : stream;
     stream.once('close', () => {
-      const fn = this.#abortFn;
-      this.#abortFn = undefined;
-      if (fn && (!this.#ended || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)) fn(stream.rstCode);
+      const l = this.#abortL;
+      this.#abortL = undefined;
+      if (l && (!this.#ended || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)) l.clientAborted(stream.rstCode);
     });
   }
   get headersSent(): boolean {
@@ -170,18 +185,18 @@ export class H2Downstream implements Downstream {
   }
   abort(h2code: number = h2c.NGHTTP2_INTERNAL_ERROR): void {
     this.#ended = true;
-    this.#abortFn = undefined;
+    this.#abortL = undefined;
     if (!this.stream.destroyed) this.stream.close(h2code);
   }
   closeAfter(): void {
     /* streams are independent; the session stays */
   }
-  onAbort(fn: (c?: number) => void): void {
-    this.#abortFn = fn;
+  onAbort(l: AbortListener): void {
+    this.#abortL = l;
   }
   resetConnection(): void {
     this.#ended = true;
-    this.#abortFn = undefined;
+    this.#abortL = undefined;
     this.stream.session?.destroy();
   }
 }

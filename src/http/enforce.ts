@@ -173,6 +173,31 @@ interface Prepared {
   readonly start: bigint;
 }
 
+/** The end of a forwarded exchange: one object per request (no closures). */
+class Forwarded implements ForwardResult {
+  constructor(
+    private readonly ctx: EnforceContext,
+    private readonly snap: PolicySnapshot,
+    private readonly p: Prepared,
+    private readonly type: Verdict['type'],
+    private readonly srcPeer: FlowPeer | undefined,
+    private readonly dstPeer: FlowPeer | undefined,
+    private readonly info: HttpFlowInfo | undefined,
+  ) {}
+
+  onDone(status: number): void {
+    if (this.info) this.ctx.flows.response(this.snap, this.srcPeer!, this.dstPeer!, this.info, this.type, status, this.p.start);
+  }
+
+  onFailure(f: UpstreamFailure): void {
+    const { ctx, p } = this;
+    const ds = p.ds;
+    const status = failureReply(ds, p.grpc, f);
+    ctx.flows.upstreamError(ctx.spec.name, f);
+    if (this.info) ctx.flows.response(this.snap, this.srcPeer!, this.dstPeer!, this.info, this.type, status, p.start, p.grpc && ds.protocol === 'HTTP/2' ? 14 : undefined);
+  }
+}
+
 function decideAndForward(ctx: EnforceContext, p: Prepared): void {
   const snap = ctx.snapshot();
   const { ds, conn } = p;
@@ -230,16 +255,7 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     ...(p.facts.connectionNominated ? { nominated: p.facts.connectionNominated } : {}),
   });
   if (v.headerActions.length > 0) applyHeaderActions(headers, v.headerActions);
-  const cb: ForwardResult = {
-    onDone(status) {
-      if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, status, p.start);
-    },
-    onFailure(f) {
-      const status = failureReply(ds, p.grpc, f);
-      ctx.flows.upstreamError(ctx.spec.name, f);
-      if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, status, p.start, p.grpc && ds.protocol === 'HTTP/2' ? 14 : undefined);
-    },
-  };
+  const cb = new Forwarded(ctx, snap, p, v.type, srcPeer, dstPeer, info);
   if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
   else ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
 }

@@ -11,7 +11,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { Readable } from 'node:stream';
 import { RelayBody } from '../http/relay-body.js';
 import type { Limits, Upstream } from '../config/proxy-config.js';
-import type { Downstream } from '../http/downstream.js';
+import type { AbortListener, Downstream } from '../http/downstream.js';
 import { filterResponseHeaders } from '../http/downstream.js';
 import { classifyUpstreamError, type UpstreamFailure } from './errors.js';
 
@@ -35,7 +35,7 @@ export interface ForwardResult {
 
 type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[0];
 
-class ForwardHandler implements Dispatcher.DispatchHandler {
+class ForwardHandler implements Dispatcher.DispatchHandler, AbortListener {
   #controller: DispatchController | undefined;
   #done = false;
   #status = 0;
@@ -45,10 +45,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     private readonly ds: Downstream,
     private readonly cb: ForwardResult,
   ) {
-    ds.onAbort(() => {
-      this.#aborted = true;
-      this.#controller?.abort(new Error('client aborted'));
-    });
+    ds.onAbort(this);
+  }
+
+  clientAborted(): void {
+    this.#aborted = true;
+    this.#controller?.abort(new Error('client aborted'));
   }
 
   onRequestStart(controller: DispatchController): void {

@@ -142,9 +142,11 @@ export class H2Upstream {
     }, this.#limits.upstreamTimeoutMs);
     timer.unref();
 
-    ds.onAbort((code) => {
-      if (!up.destroyed) up.close(code && code !== NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
-      finish(0);
+    ds.onAbort({
+      clientAborted(code) {
+        if (!up.destroyed) up.close(code && code !== NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
+        finish(0);
+      },
     });
 
     const relay = ds.body ? new BodyRelay(ds.body, up) : undefined;
