@@ -309,7 +309,8 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
           if (states.every((s) => s.ready)) resolveStarted(true);
           break;
         case 'flows':
-          for (const line of m.lines) flows.emit({ toJSON: () => JSON.parse(line) as unknown });
+          // Worker lines are already serialised: hand them on as they are (no parse and re-stringify).
+          for (const line of m.lines) flows.emit({ toLine: () => line, toJSON: () => JSON.parse(line) as unknown });
           break;
         case 'reloaded': {
           const p = pending.get(m.id);
