@@ -36,8 +36,13 @@ export function startConnectionChecks(server: http.Server): void {
   server.emit('listening');
 }
 
-export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
-  const limits: Limits = ctx.limits;
+/**
+ * The HTTP/1 server every listener uses, with the limits applied the same way:
+ * strict parser, header bytes, request/headers/idle timeouts (with Node's connection
+ * checks started), and a header count one above the limit so Node never truncates
+ * silently and the guard can answer 431.
+ */
+export function createLimitedH1Server(limits: Limits): http.Server {
   const h1 = http.createServer({
     maxHeaderSize: limits.maxRequestHeadersKb * 1024,
     insecureHTTPParser: false,
@@ -49,9 +54,14 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
     joinDuplicateHeaders: false,
   });
   startConnectionChecks(h1);
-  // Count headers ourselves: Node keeps only the first maxHeadersCount silently.
   h1.maxHeadersCount = limits.maxHeadersCount + 1;
   h1.timeout = limits.idleTimeoutMs;
+  return h1;
+}
+
+export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
+  const limits: Limits = ctx.limits;
+  const h1 = createLimitedH1Server(limits);
   h1.on('request', (req, res) => {
     try {
       handleH1(ctx, req, res);

@@ -25,7 +25,7 @@
  * Source identity: the listener's `sourceIdentity` methods (PROXY source, else the
  * peer address in the IP cache). The snapshot is read once per request / tunnel.
  */
-import { startConnectionChecks } from '../http/server.js';
+import { createLimitedH1Server } from '../http/server.js';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as http from 'node:http';
@@ -129,20 +129,7 @@ export class EgressListenerServer {
       upstreams: this.#upstreams,
     };
     const limits = deps.limits;
-    const h1 = http.createServer({
-      maxHeaderSize: limits.maxRequestHeadersKb * 1024,
-      insecureHTTPParser: false,
-      requestTimeout: limits.requestTimeoutMs,
-      headersTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
-      connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(limits.headersTimeoutMs / 4))),
-      requireHostHeader: true,
-      joinDuplicateHeaders: false,
-    });
-    // headersTimeout/requestTimeout and closeIdleConnections need Node's connection list.
-    startConnectionChecks(h1);
-    h1.maxHeadersCount = limits.maxHeadersCount + 1;
-    h1.timeout = limits.idleTimeoutMs;
+    const h1 = createLimitedH1Server(limits);
     h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       try {
         handleEgressRequest(this.#ctx, req, res);
