@@ -31,13 +31,12 @@
  * Targets: proxy-off ≥ node-fwd; enforcement costs ≤ 15% of proxy-off; 1,000
  * patterns ≈ 1 pattern.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { placed as placedOn, startProc as spawnReady, stop, run, procTicks } from './lib-proc.js';
 import { mkdtemp, rm, writeFile, readFile, readdir } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
-import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.DNS_BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.DNS_BENCH_ROUNDS ?? 3);
 const RATE = Number(process.env.DNS_BENCH_RATE ?? 10_000);
@@ -52,65 +51,16 @@ const CLIENT_IP = '127.0.0.10';
 const TS = ['--import=@tapjs/typescript/import'];
 const HZ = 100; // USER_HZ: /proc clock ticks per second
 
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-});
-
 /** The command line, pinned to `cpu` in pinned placement. */
 function placed(cpu: number, cmd: string, args: string[]): [string, string[]] {
-  return PINNED ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
+  return placedOn(PINNED, cpu, cmd, args);
 }
 
 /** Start a process (the system under test: cpu1) and wait (≤ 30 s) for its port on stdout/stderr. */
-function startProc(args: string[], re: RegExp): Promise<{ proc: ChildProcess; port: number }> {
-  return new Promise((resolveP, reject) => {
-    const [cmd, argv] = placed(1, 'node', args);
-    const proc = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
-    children.push(proc);
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no port in 30 s\n${buf}`)), 30_000);
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      const m = re.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolveP({ proc, port: Number(m[1]) });
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited ${code}\n${buf}`));
-    });
-  });
-}
-
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null) return;
-  const done = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  await Promise.race([done, sleep(5000)]);
-  if (proc.exitCode === null) proc.kill('SIGKILL');
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((res) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 256 << 20 }, (_err, stdout, stderr) => res(String(stdout) + String(stderr)));
-  });
-}
-
-/** utime + stime of a process, in ticks (cutime + cstime too: reaped children, e.g. dnsperf). */
-async function procTicks(pid: number | 'self', withChildren = false): Promise<number> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const own = Number(f[11]) + Number(f[12]);
-    return withChildren ? own + Number(f[13]) + Number(f[14]) : own;
-  } catch {
-    return 0;
-  }
+async function startProc(args: string[], re: RegExp): Promise<{ proc: ChildProcess; port: number }> {
+  const [cmd, argv] = placed(1, 'node', args);
+  const { proc, ports } = await spawnReady(cmd, argv, re);
+  return { proc, port: ports[0]! };
 }
 
 /** CPU ticks of kernel threads (children of kthreadd, e.g. ksoftirqd doing our loopback packets). */

@@ -19,80 +19,20 @@
  * Targets: proxy-off ≥ node-fwd; enforcement costs ≤ 10 % of proxy-off's req/s and
  * ≤ 1 ms p99 at half load.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { ROOT, placed, startProc as spawnReady, stop, run as runRaw, procTicks, parseWrk } from './lib-proc.js';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as http from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.HTTP_BENCH_SECONDS ?? 3);
 const ROUNDS = Number(process.env.HTTP_BENCH_ROUNDS ?? 1);
 const ONLY = process.env.HTTP_BENCH_TARGETS ? new Set(process.env.HTTP_BENCH_TARGETS.split(',')) : undefined;
 const PINNED = (process.env.HTTP_BENCH_PLACEMENT ?? 'pinned') === 'pinned' && cpus().length >= 2;
 const TS = ['--import=@tapjs/typescript/import'];
 const HZ = 100;
-
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-function placed(cpu: number, cmd: string, args: string[]): [string, string[]] {
-  return PINNED ? ['taskset', ['-c', String(cpu), cmd, ...args]] : [cmd, args];
-}
-
-function startProc(args: string[], re: RegExp, count = 1): Promise<{ proc: ChildProcess; ports: number[] }> {
-  return new Promise((resolveP, reject) => {
-    const [cmd, argv] = placed(1, 'node', args);
-    const proc = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
-    children.push(proc);
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: no port in 30 s\n${buf}`)), 30_000);
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      const ports = [...buf.matchAll(new RegExp(re, 'g'))].map((m) => Number(m[1]));
-      if (ports.length >= count) {
-        clearTimeout(timer);
-        resolveP({ proc, ports });
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited ${code}\n${buf}`));
-    });
-  });
-}
-
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null) return;
-  const done = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  await Promise.race([done, sleep(5000)]);
-  if (proc.exitCode === null) proc.kill('SIGKILL');
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  const [c, a] = placed(0, cmd, args);
-  return new Promise((res) => {
-    execFile(c, a, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (_err, stdout, stderr) => res(String(stdout) + String(stderr)));
-  });
-}
-
-async function procTicks(pid: number | undefined): Promise<number> {
-  if (!pid) return 0;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-}
 
 function request(port: number, method: string, path: string): Promise<number> {
   return new Promise((res) => {
@@ -104,13 +44,6 @@ function request(port: number, method: string, path: string): Promise<number> {
     r.on('timeout', () => r.destroy());
     r.end(method === 'POST' ? 'x' : undefined);
   });
-}
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -143,28 +76,28 @@ interface Result {
   halfRate?: number;
 }
 
+/** The system under test runs on cpu1 (pinned placement). */
+function startProc(args: string[], re: RegExp, count = 1): Promise<{ proc: ChildProcess; ports: number[] }> {
+  const [cmd, argv] = placed(PINNED, 1, 'node', args);
+  return spawnReady(cmd, argv, re, { count });
+}
+
+/** Load tools run on cpu0 (pinned placement). */
+function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  const [c, a] = placed(PINNED, 0, cmd, args);
+  return runRaw(c, a, timeoutMs);
+}
+
 async function saturate(proto: 'h1' | 'h2', port: number, dir: string, pid: number | undefined): Promise<Result> {
   const url = `http://127.0.0.1:${port}/v1/request-landing`;
-  const t0 = await procTicks(pid);
   let r: Result;
   if (proto === 'h1') {
     await run('wrk', ['-t1', '-c32', '-d1s', '-s', join(dir, 'post.lua'), url], 10_000); // warm-up
     const t1 = await procTicks(pid);
     const out = await run('wrk', ['-t1', '-c32', `-d${SECONDS}s`, '--latency', '-s', join(dir, 'post.lua'), url], (SECONDS + 15) * 1000);
     const t2 = await procTicks(pid);
-    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
-    const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-    const sockErr = /Socket errors: (.*)/.exec(out)?.[1] ?? '';
-    const errs = non2xx + [...sockErr.matchAll(/\d+/g)].reduce((a, m) => a + Number(m[0]), 0);
-    r = {
-      rps,
-      p50: toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? ''),
-      p99: toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? ''),
-      cpuUs: total > 0 ? (((t2 - t1) / HZ) * 1e6) / total : NaN,
-      errors: errs,
-    };
-    void t0;
+    const w = parseWrk(out);
+    r = { rps: w.rps, p50: w.p50, p99: w.p99, cpuUs: w.total > 0 ? (((t2 - t1) / HZ) * 1e6) / w.total : NaN, errors: w.errors };
   } else {
     const log = join(dir, `h2-${port}.log`);
     const t1 = await procTicks(pid);

@@ -11,57 +11,19 @@
  * WORKERS_BENCH_ROUNDS (default 3, interleaved, medians). Target: l7warden-2w at least
  * 50 % of HAProxy's rate.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { ROOT, startProc as spawnReady, stop, run, parseWrk, track } from './lib-proc.js';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const ROOT = resolve(import.meta.dirname, '..');
 const SECONDS = Number(process.env.WORKERS_BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.WORKERS_BENCH_ROUNDS ?? 3);
 const TS = ['--import=@tapjs/typescript/import'];
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-function startProc(cmd: string, args: string[], re: RegExp): Promise<{ proc: ChildProcess; port: number }> {
-  return new Promise((resolveP, reject) => {
-    const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' } });
-    children.push(proc);
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready in 60 s\n${buf}`)), 60_000);
-    const onData = (d: Buffer) => {
-      buf += d.toString();
-      const m = re.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolveP({ proc, port: Number(m[1]) });
-      }
-    };
-    proc.stdout!.on('data', onData);
-    proc.stderr!.on('data', onData);
-    proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}\n${buf}`)));
-  });
-}
-
-async function stop(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null) return;
-  const done = new Promise((r) => proc.once('exit', r));
-  proc.kill('SIGTERM');
-  await Promise.race([done, sleep(8000)]);
-  if (proc.exitCode === null) proc.kill('SIGKILL');
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((res) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (_e, stdout, stderr) => res(String(stdout) + String(stderr)));
-  });
-}
-
 function request(port: number, method: string): Promise<number> {
   return new Promise((res) => {
     const r = http.request({ host: '127.0.0.1', port, method, path: method === 'POST' ? '/v1/request-landing' : '/v1/exhaust-port', headers: { host: 'deathstar' }, agent: false, timeout: 3000 }, (resp) => {
@@ -74,11 +36,10 @@ function request(port: number, method: string): Promise<number> {
   });
 }
 
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+/** Start a process and wait (≤ 60 s: cluster workers) for its port. */
+async function startProc(cmd: string, args: string[], re: RegExp): Promise<{ proc: ChildProcess; port: number }> {
+  const { proc, ports } = await spawnReady(cmd, args, re, { timeoutMs: 60_000 });
+  return { proc, port: ports[0]! };
 }
 
 interface Result { rps: number; p50: number; p99: number; errors: number }
@@ -87,14 +48,8 @@ async function saturate(port: number, lua: string): Promise<Result> {
   const url = `http://127.0.0.1:${port}/v1/request-landing`;
   await run('wrk', ['-t1', '-c32', '-d1s', '-s', lua, url], 10_000); // warm-up
   const out = await run('wrk', ['-t1', '-c32', `-d${SECONDS}s`, '--latency', '-s', lua, url], (SECONDS + 15) * 1000);
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sockErr = /Socket errors: (.*)/.exec(out)?.[1] ?? '';
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
-    p50: toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? ''),
-    p99: toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? ''),
-    errors: non2xx + [...sockErr.matchAll(/\d+/g)].reduce((a, m) => a + Number(m[0]), 0),
-  };
+  const { rps, p50, p99, errors } = parseWrk(out);
+  return { rps, p50, p99, errors };
 }
 
 const PODS = `apiVersion: v1
@@ -189,7 +144,7 @@ async function main(): Promise<void> {
       const file = join(base, `haproxy-${threads}.cfg`);
       await writeFile(file, haproxyCfg(threads, port, up));
       const proc = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(proc);
+      track(proc);
       for (let i = 0; i < 100; i++) {
         if ((await request(port, 'PUT')) !== 0) break;
         await sleep(50);
