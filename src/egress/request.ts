@@ -26,7 +26,7 @@ import type { DnsProxy } from '../dns/server.js';
 import type { ProxyHeader } from '../listeners/proxy-protocol.js';
 import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from '../http/canonical-path.js';
-import { checkH1, forwardHeaders, rawHeaderLookup, type RequestFacts } from '../http/request-guard.js';
+import { checkH1, forwardHeaders, RequestAttributes, type RequestFacts } from '../http/request-guard.js';
 import { H1Downstream, type Downstream } from '../http/downstream.js';
 import { countBody } from '../http/relay-body.js';
 import { DENY_BODY, h1Reject } from '../http/enforce.js';
@@ -132,19 +132,6 @@ export function resolveFailureStatus(r: ResolveFailure): { status: number; body:
       return { status: 502, body: 'no DNS listener to resolve names\r\n' };
     default:
       return { status: 503, body: 'name resolution failed\r\n' };
-  }
-}
-
-class Attrs implements HttpAttributes {
-  #lookup: ((n: string) => string | undefined) | undefined;
-  constructor(
-    readonly method: string,
-    readonly path: string,
-    readonly host: string,
-    private readonly raw: readonly string[],
-  ) {}
-  header(name: string): string | undefined {
-    return (this.#lookup ??= rawHeaderLookup(this.raw))(name);
   }
 }
 
@@ -271,7 +258,7 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
     plainReply(ds, 503, false, 'no policy loaded\r\n');
     return;
   }
-  const attrs = new Attrs(method, canon.path, authority, req.rawHeaders);
+  const attrs = new RequestAttributes(method, canon.path, authority, req.rawHeaders);
   if (tunnel) {
     decideAndForward(ctx, { ds, conn, snap, attrs, facts, raw: req.rawHeaders, scheme, start, ips: [tunnel.ip], port: tunnel.port, tunnel });
     return;
@@ -345,7 +332,7 @@ interface Pending {
   readonly ds: Downstream;
   readonly conn: EgressConn;
   readonly snap: PolicySnapshot;
-  readonly attrs: Attrs;
+  readonly attrs: RequestAttributes;
   readonly facts: RequestFacts;
   readonly raw: readonly string[];
   readonly scheme: 'http' | 'https';

@@ -10,10 +10,10 @@ import type { ServerHttp2Stream, IncomingHttpHeaders as H2Headers } from 'node:h
 import type { Socket } from 'node:net';
 import type { IngressListener, Limits } from '../config/proxy-config.js';
 import type { Endpoint, Identity } from '../identity/identity.js';
-import type { HttpAttributes, PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
+import type { PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
 import type { HttpFlowRecorder, FlowPeer, HttpFlowInfo } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from './canonical-path.js';
-import { checkH1, checkH2, forwardHeaders, rawHeaderLookup, type RequestFacts } from './request-guard.js';
+import { checkH1, checkH2, forwardHeaders, RequestAttributes, type RequestFacts } from './request-guard.js';
 import { H1Downstream, H2Downstream, type Downstream } from './downstream.js';
 import { countBody } from './relay-body.js';
 import type { H1Upstream, ForwardResult } from '../upstream/h1.js';
@@ -147,19 +147,6 @@ function applyHeaderActions(headers: string[], actions: readonly HeaderAction[])
   }
 }
 
-class Attrs implements HttpAttributes {
-  #lookup: ((n: string) => string | undefined) | undefined;
-  constructor(
-    readonly method: string,
-    readonly path: string,
-    readonly host: string,
-    private readonly raw: readonly string[],
-  ) {}
-  header(name: string): string | undefined {
-    return (this.#lookup ??= rawHeaderLookup(this.raw))(name);
-  }
-}
-
 /** One request, after validation, on either protocol. */
 interface Prepared {
   readonly ds: Downstream;
@@ -212,7 +199,7 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     return;
   }
   const src = sourceIdentity(ctx, conn, snap);
-  const attrs = new Attrs(p.method, p.path, p.authority, p.raw);
+  const attrs = new RequestAttributes(p.method, p.path, p.authority, p.raw);
   let v: Verdict;
   try {
     v = snap.decide(
@@ -394,7 +381,7 @@ export function decideUpgrade(ctx: EnforceContext, req: IncomingMessage): Upgrad
   const ep = endpointOf(ctx, snap);
   if (!ep) return { kind: 'reject', status: 500 };
   const src = sourceIdentity(ctx, conn, snap);
-  const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: new Attrs(method, canon.path, authority, req.rawHeaders) });
+  const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: new RequestAttributes(method, canon.path, authority, req.rawHeaders) });
   const flowsOn = ctx.flows.active;
   const ps = conn.proxySrc;
   const srcPeer: FlowPeer = { ip: ps ? ps.ip : conn.remoteIp, port: ps ? ps.port : conn.remotePort, identity: src };

@@ -29,6 +29,7 @@
  * the client's copy never reaches it nor influences identity.
  */
 import type { Limits } from '../config/proxy-config.js';
+import type { HttpAttributes } from '../policy/types.js';
 
 export interface GuardFailure {
   readonly status: 400 | 413 | 414 | 431;
@@ -286,4 +287,22 @@ export function rawHeaderLookup(raw: readonly string[]): (name: string) => strin
     }
     return v;
   };
+}
+
+/**
+ * The request as the policy sees it (`HttpAttributes`): method, canonical path and
+ * authority are given; header values are looked up lazily from the raw headers, so
+ * a rule without header matchers never builds the lookup.
+ */
+export class RequestAttributes implements HttpAttributes {
+  #lookup: ((n: string) => string | undefined) | undefined;
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly host: string,
+    private readonly raw: readonly string[],
+  ) {}
+  header(name: string): string | undefined {
+    return (this.#lookup ??= rawHeaderLookup(this.raw))(name);
+  }
 }
