@@ -174,13 +174,17 @@ export class FlowSink {
     if (this.#out) this.#write(Buffer.from(lines.join('\n') + '\n', 'utf8'));
   }
 
-  /** Hand what was held back to #write (one Buffer). */
+  /**
+   * Hand what was held back to #write batch by batch, so each batch gets the
+   * rotation check (one concatenated write would land in the fresh file whatever
+   * its size). A batch that blocks or rotates again holds the rest behind it, in order.
+   */
   #writePending(): void {
     const pending = this.#pending;
-    if (pending.length === 0) return;
+    if (pending.length === 0 || !this.#out) return;
     this.#pending = [];
     this.#pendingBytes = 0;
-    if (this.#out) this.#write(pending.length === 1 ? pending[0]! : Buffer.concat(pending));
+    for (const chunk of pending) this.#write(chunk);
   }
 
   #hold(chunk: Buffer): void {

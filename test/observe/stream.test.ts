@@ -140,3 +140,27 @@ t.test('maxBytes/maxFiles rotation keeps the files bounded', async (t) => {
   const older = (await readFile(`${file}.1`, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l).flow.uuid);
   t.equal(Number(older[older.length - 1]!.slice(2)) + 1, Number(live[0]!.slice(2)), 'no record lost between files');
 });
+
+t.test('batches that arrive while a file rotates are each checked against maxBytes', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'l7w-rot2-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'flows.json');
+  const sink = new FlowSink({ file, maxBytes: 1000, maxFiles: 50 });
+  // ~150-byte records, one small batch per tick: several batches are held back while
+  // each rotation's renames are in flight, and must not be written as one lump.
+  let n = 0;
+  for (let tick = 0; tick < 60; tick++) {
+    for (let i = 0; i < 2; i++) sink.emit({ flow: { uuid: `r${n++}`, pad: 'x'.repeat(120) } });
+    await new Promise((r) => setImmediate(r));
+  }
+  await sink.close();
+  t.ok(sink.rotations >= 5, `rotated ${sink.rotations} times`);
+  const names = (await readdir(dir)).filter((x) => x.startsWith('flows.json'));
+  let total = 0;
+  for (const name of names) {
+    const text = await readFile(join(dir, name), 'utf8');
+    t.ok(Buffer.byteLength(text) <= 1000, `${name}: ${Buffer.byteLength(text)} bytes ≤ maxBytes`);
+    total += text.split('\n').filter(Boolean).length;
+  }
+  t.equal(total, n, 'every record is in some file');
+});
