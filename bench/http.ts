@@ -15,7 +15,12 @@
  * half of proxy-off's saturated rate (h2load --rps, --h1 for HTTP/1.1, per-request log)
  * for p50/p99 at half load. Placement as ANCHORS.md "pinned": the load generator on
  * cpu0, upstream and target on cpu1 (HTTP_BENCH_PLACEMENT=shared pins nothing).
- * HTTP_BENCH_ROUNDS (default 1) repeats everything, medians reported.
+ * HTTP_BENCH_PROXY_ARGS adds node flags to the proxy processes (--cpu-prof …).
+ * HTTP_BENCH_ROUNDS (default 1) repeats everything (the target order rotating each
+ * round), medians reported; ratios and p99 differences are medians of per-round pairs.
+ * Then, each round, the concurrent A/B (concurrentPair below): proxy-off and proxy-1
+ * (then proxy-1000) under load at the same time on the same core, their req/s ratio
+ * being the enforcement cost with the machine's drift cancelled out.
  * Targets: proxy-off ≥ node-fwd; enforcement costs ≤ 10 % of proxy-off's req/s and
  * ≤ 1 ms p99 at half load.
  */
@@ -32,6 +37,8 @@ const ROUNDS = Number(process.env.HTTP_BENCH_ROUNDS ?? 1);
 const ONLY = process.env.HTTP_BENCH_TARGETS ? new Set(process.env.HTTP_BENCH_TARGETS.split(',')) : undefined;
 const PINNED = (process.env.HTTP_BENCH_PLACEMENT ?? 'pinned') === 'pinned' && cpus().length >= 2;
 const TS = ['--import=@tapjs/typescript/import'];
+/** Extra node flags for the proxy processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
+const PROXY_ARGS = (process.env.HTTP_BENCH_PROXY_ARGS ?? '').split(' ').filter(Boolean);
 const HZ = 100;
 
 function request(port: number, method: string, path: string): Promise<number> {
@@ -131,6 +138,27 @@ async function halfLoad(proto: 'h1' | 'h2', port: number, dir: string, rate: num
   return { p50: lp.p50, p99: lp.p99, errors: lp.errors };
 }
 
+/**
+ * Concurrent A/B: proxy-off and an enforcing proxy loaded at the same time, both on
+ * cpu1 with the upstream, each by its own load generator on cpu0 (half the
+ * connections each). The scheduler shares cpu1 between them, so whatever slows the
+ * machine at that moment slows both alike, and the req/s ratio is the ratio of what
+ * one request costs each: the enforcement cost without the ±20 % drift between runs
+ * that a sequential comparison on this shared VM suffers.
+ */
+async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: string): Promise<[number, number]> {
+  const one = async (port: number): Promise<number> => {
+    const url = `http://127.0.0.1:${port}/v1/request-landing`;
+    if (proto === 'h1') {
+      return parseWrk(await run('wrk', ['-t1', '-c16', `-d${SECONDS}s`, '-s', join(dir, 'post.lua'), url], (SECONDS + 15) * 1000)).rps;
+    }
+    const out = await run('h2load', ['-c4', '-m16', `-D${SECONDS}`, '-d', join(dir, 'body'), url], (SECONDS + 15) * 1000);
+    return Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
+  };
+  const [ra, rb] = await Promise.all([one(a), one(b)]);
+  return [ra, rb];
+}
+
 const PODS = (tieIp: string) => `
 apiVersion: v1
 kind: Pod
@@ -202,6 +230,12 @@ async function configDir(base: string, name: string, upstreamPort: number, polic
   return dir;
 }
 
+function signed(ms: number): string {
+  if (!Number.isFinite(ms)) return '–';
+  const us = Math.round(ms * 1000);
+  return `${us >= 0 ? '+' : '−'}${Math.abs(us) >= 1000 ? (Math.abs(us) / 1000).toFixed(2) + ' ms' : Math.abs(us) + ' µs'}`;
+}
+
 function median(xs: number[]): number {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   return s.length ? s[Math.floor(s.length / 2)]! : NaN;
@@ -231,7 +265,7 @@ async function main(): Promise<void> {
   for (const [name, n] of [['proxy-off', 0], ['proxy-1', 1], ['proxy-1000', 1000]] as const) {
     if (ONLY && !ONLY.has(name)) continue;
     const dir = await configDir(base, name, upH1, n);
-    const p = await startProc([...cli, 'run', '--config', dir], /listening: deathstar \(ingress\) on [\d.]+:(\d+)/);
+    const p = await startProc([...PROXY_ARGS, ...cli, 'run', '--config', dir], /listening: deathstar \(ingress\) on [\d.]+:(\d+)/);
     const port = p.ports[0]!;
     targets.push({ name, h1: port, h2: port, pid: p.proc.pid!, proc: p.proc });
     // Check: allowed call answers 200; with a policy a PUT is denied (403) — enforcement is really on.
@@ -241,9 +275,14 @@ async function main(): Promise<void> {
   }
   const active = targets.filter((t) => !ONLY || ONLY.has(t.name));
   const results = new Map<string, Result[]>();
+  /** Concurrent A/B ratios (enforcing / proxy-off) per round. */
+  const pairs = new Map<string, number[]>();
   for (let round = 0; round < ROUNDS; round++) {
+    // The order rotates each round, so no target always runs right after another
+    // (a slow period then falls on different targets in different rounds).
+    const order = active.map((_, i) => active[(i + round) % active.length]!);
     for (const proto of ['h1', 'h2'] as const) {
-      for (const t of active) {
+      for (const t of order) {
         const r = await saturate(proto, proto === 'h1' ? t.h1 : t.h2, base, t.pid);
         const key = `${t.name}/${proto}`;
         (results.get(key) ?? results.set(key, []).get(key)!).push(r);
@@ -252,13 +291,23 @@ async function main(): Promise<void> {
       // Half load: half of proxy-off's saturated rate (or the slowest target's when proxy-off is absent).
       const ref = results.get(`proxy-off/${proto}`)?.at(-1)?.rps ?? Math.min(...active.map((t) => results.get(`${t.name}/${proto}`)!.at(-1)!.rps));
       const rate = Math.max(100, Math.floor(ref / 2));
-      for (const t of active) {
+      for (const t of order) {
         const h = await halfLoad(proto, proto === 'h1' ? t.h1 : t.h2, base, rate);
         const r = results.get(`${t.name}/${proto}`)!.at(-1)!;
         r.halfP50 = h.p50;
         r.halfP99 = h.p99;
         r.halfRate = rate;
         r.errors += h.errors;
+      }
+      const off = active.find((t) => t.name === 'proxy-off');
+      if (off) {
+        for (const t of order) {
+          if (t.name !== 'proxy-1' && t.name !== 'proxy-1000') continue;
+          const [ro, rt] = await concurrentPair(proto, proto === 'h1' ? off.h1 : off.h2, proto === 'h1' ? t.h1 : t.h2, base);
+          const key = `${t.name}/${proto}`;
+          (pairs.get(key) ?? pairs.set(key, []).get(key)!).push(rt / ro);
+          process.stderr.write(`  concurrent ${key}: ${rt.toFixed(0)} vs proxy-off ${ro.toFixed(0)} req/s\n`);
+        }
       }
     }
   }
@@ -269,19 +318,39 @@ async function main(): Promise<void> {
 
   const fmt = (ms: number) => (Number.isFinite(ms) ? (ms < 1 ? `${(ms * 1000).toFixed(0)} µs` : `${ms.toFixed(2)} ms`) : '–');
   console.log(`\nHTTP through l7warden (${PINNED ? 'pinned: load on cpu0, upstream+target on cpu1' : 'shared'}; ${SECONDS} s runs, ${ROUNDS} round(s), medians)\n`);
-  console.log('| target | protocol | req/s | vs proxy-off | p50 / p99 saturated | half-load rate | p50 / p99 at half load | target CPU µs/req | errors |');
-  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
+  // "vs proxy-off" and "Δp99" are medians of per-round pairs (each round's value
+  // against proxy-off's in the same round): a slow minute on a shared machine then
+  // moves both sides of a pair instead of one median.
+  console.log('| target | protocol | req/s | vs proxy-off (per-round pairs) | p50 / p99 saturated | half-load rate | p50 / p99 at half load | Δp99 at half load vs proxy-off | target CPU µs/req | errors |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const proto of ['h1', 'h2'] as const) {
-    const off = median((results.get(`proxy-off/${proto}`) ?? []).map((r) => r.rps));
+    const offs = results.get(`proxy-off/${proto}`) ?? [];
     for (const t of active) {
       const rs = results.get(`${t.name}/${proto}`) ?? [];
       const rps = median(rs.map((r) => r.rps));
+      const ratios = rs.map((r, i) => (offs[i] ? r.rps / offs[i]!.rps : NaN));
+      const dP99 = rs.map((r, i) => (offs[i] ? (r.halfP99 ?? NaN) - (offs[i]!.halfP99 ?? NaN) : NaN));
+      const spread = ratios.length > 1 ? ` (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
       console.log(
-        `| ${t.name} | ${proto === 'h1' ? 'HTTP/1.1' : 'h2c'} | ${rps.toFixed(0)} | ${Number.isFinite(off) ? (rps / off).toFixed(2) : '–'} | ` +
+        `| ${t.name} | ${proto === 'h1' ? 'HTTP/1.1' : 'h2c'} | ${rps.toFixed(0)} | ${offs.length ? median(ratios).toFixed(2) + spread : '–'} | ` +
           `${fmt(median(rs.map((r) => r.p50)))} / ${fmt(median(rs.map((r) => r.p99)))} | ${rs[0]?.halfRate ?? '–'} | ` +
           `${fmt(median(rs.map((r) => r.halfP50 ?? NaN)))} / ${fmt(median(rs.map((r) => r.halfP99 ?? NaN)))} | ` +
+          `${offs.length ? signed(median(dP99)) : '–'} | ` +
           `${t.pid ? median(rs.map((r) => r.cpuUs)).toFixed(1) : '–'} | ${rs.reduce((a, r) => a + r.errors, 0)} |`,
       );
+    }
+  }
+  if (pairs.size > 0) {
+    console.log(`\nEnforcement cost, concurrent A/B (proxy-off and the enforcing proxy loaded at once on the same core; ${ROUNDS} round(s))\n`);
+    console.log('| target | protocol | req/s ratio to proxy-off (median) | per round | enforcement cost |');
+    console.log('|---|---|---:|---|---:|');
+    for (const proto of ['h1', 'h2'] as const) {
+      for (const name of ['proxy-1', 'proxy-1000']) {
+        const xs = pairs.get(`${name}/${proto}`);
+        if (!xs) continue;
+        const m = median(xs);
+        console.log(`| ${name} | ${proto === 'h1' ? 'HTTP/1.1' : 'h2c'} | ${m.toFixed(3)} | ${xs.map((x) => x.toFixed(2)).join(', ')} | ${((1 - m) * 100).toFixed(1)} % |`);
+      }
     }
   }
 }
