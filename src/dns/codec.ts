@@ -128,6 +128,9 @@ function reject(buf: Buffer, reason: string, rcode: number, question?: Buffer): 
   return { ok: false, reason, reply: errorReply(buf, rcode, question) };
 }
 
+/** The dotted question name is assembled here (≤ 255 wire bytes ⇒ ≤ 254 text bytes). */
+const NAME_SCRATCH = Buffer.alloc(256) as Buffer & { latin1Slice(start: number, end: number): string };
+
 /** Parse and validate a client query (see the module comment for the rules). */
 export function parseQuery(buf: Buffer): QueryParse {
   if (buf.length < HEADER) return { ok: false, reason: 'shorter than a DNS header' };
@@ -145,7 +148,7 @@ export function parseQuery(buf: Buffer): QueryParse {
 
   // Question name: plain labels only (a pointer could only point into the header).
   let pos = HEADER;
-  let name = '';
+  let n = 0; // bytes of the dotted name in NAME_SCRATCH
   let upper = false;
   for (;;) {
     if (pos >= buf.length) return reject(buf, 'truncated question', RCODE.FORMERR);
@@ -163,11 +166,13 @@ export function parseQuery(buf: Buffer): QueryParse {
       const c = buf[i]!;
       if (!allowedQueryByte(c)) return reject(buf, 'label byte outside [A-Za-z0-9_-]', RCODE.FORMERR);
       if (c <= 0x5a && c >= 0x41) upper = true;
+      NAME_SCRATCH[n++] = c;
     }
-    name += buf.toString('latin1', start, end) + '.';
+    NAME_SCRATCH[n++] = 0x2e;
     pos = end;
   }
-  if (name === '') name = '.';
+  // One string for the whole name (a toString per label cost more than the rest of the parse).
+  const name = n === 0 ? '.' : NAME_SCRATCH.latin1Slice(0, n);
   if (pos + 4 > buf.length) return reject(buf, 'truncated question', RCODE.FORMERR);
   const qtype = buf.readUInt16BE(pos);
   const qclass = buf.readUInt16BE(pos + 2);
