@@ -1,0 +1,62 @@
+/**
+ * The flow sink's file path on its own: batches are encoded into slabs (a line that
+ * does not fit starts a new one), coalesced into writes every few milliseconds or
+ * 256 KiB, and still arrive whole, in order and as valid UTF-8 — including lines with
+ * multi-byte characters and lines longer than a slab.
+ */
+import t from 'tap';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FlowSink } from '../../src/observe/sink.js';
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+t.test('every record reaches the file once, in order, across slabs and coalesced writes', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'l7w-sink-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'flows.json');
+  const sink = new FlowSink({ file });
+  const expected: string[] = [];
+  // ~6 MB over 40 turns: several 1 MiB slabs and many 256 KiB writes.
+  for (let turn = 0; turn < 40; turn++) {
+    for (let i = 0; i < 100; i++) {
+      const n = turn * 100 + i;
+      // Every 7th line carries multi-byte UTF-8 (é, €, 😀) so byte and char counts differ.
+      const pad = n % 7 === 0 ? 'é€😀'.repeat(150) : 'x'.repeat(1500);
+      const rec = { flow: { uuid: `u-${n}`, pad }, node_name: 'n', time: 't' };
+      expected.push(JSON.stringify(rec));
+      sink.emit(rec);
+    }
+    await tick();
+  }
+  // One line longer than a slab (1 MiB).
+  const big = { flow: { uuid: 'big', pad: 'y'.repeat(1_200_000) }, node_name: 'n', time: 't' };
+  expected.push(JSON.stringify(big));
+  sink.emit(big);
+  await sink.close();
+  const text = await readFile(file, 'utf8');
+  const lines = text.split('\n');
+  t.equal(lines.pop(), '', 'the file ends with a newline');
+  t.equal(lines.length, expected.length, 'as many lines as records');
+  let same = 0;
+  for (let i = 0; i < expected.length; i++) if (lines[i] === expected[i]) same++;
+  t.equal(same, expected.length, 'every line is the record, in order');
+  t.equal(sink.written, expected.length);
+  t.equal(sink.dropped, 0);
+});
+
+t.test('a write waits at most a few milliseconds, not for the 256 KiB', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'l7w-sink-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'flows.json');
+  const sink = new FlowSink({ file });
+  t.teardown(() => sink.close());
+  sink.emit({ flow: { uuid: 'one' } });
+  let text = '';
+  for (let i = 0; i < 100 && !text.includes('"one"'); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    text = await readFile(file, 'utf8').catch(() => '');
+  }
+  t.match(text, /"uuid":"one"/, 'a lone record is on disk within a second');
+});
