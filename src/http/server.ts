@@ -8,7 +8,8 @@
  * Limits (config Limits): header bytes (`maxHeaderSize`, and the same count on
  * HTTP/2 via `maxHeaderListSize`), header count (Node's `maxHeadersCount` set above
  * the limit so the proxy counts and answers 431 itself instead of Node truncating
- * silently), headers/request/keep-alive timeouts, HTTP/2 `maxConcurrentStreams`.
+ * silently), headers/request/keep-alive timeouts (HTTP/2 streams: stream-deadline.ts),
+ * HTTP/2 `maxConcurrentStreams`.
  * The parser is Node's strict one: `insecureHTTPParser` is never set.
  */
 import * as http from 'node:http';
@@ -17,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import type { Limits } from '../config/proxy-config.js';
 import { handleH1, handleH2, h1Reject, type EnforceContext } from './enforce.js';
 import { handleUpgrade } from './websocket.js';
+import { StreamDeadlines } from './stream-deadline.js';
 
 export interface ProtocolServers {
   readonly h1: http.Server;
@@ -96,6 +98,7 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
     maxSessionMemory: 10,
   });
   h2.setTimeout(limits.idleTimeoutMs);
+  const deadlines = new StreamDeadlines(limits.requestTimeoutMs, Math.min(5_000, Math.max(250, Math.floor(limits.requestTimeoutMs / 4))));
   h2.on('session', (s) => {
     sessions.add(s);
     s.on('error', () => {});
@@ -104,6 +107,8 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
   h2.on('sessionError', () => {});
   h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
     stream.on('error', () => {});
+    const ct = headers['content-type'];
+    if (!(typeof ct === 'string' && ct.startsWith('application/grpc'))) deadlines.track(stream);
     try {
       handleH2(ctx, stream, headers, rawHeaders);
     } catch {
