@@ -258,6 +258,12 @@ function readLimits(f: Fields | undefined): Limits {
     const v = f.int(k, { min: ZERO_OK.has(k) ? 0 : 1, max: Number.MAX_SAFE_INTEGER });
     if (v !== undefined) limits[k] = v;
   }
+  // Node's HTTP/1 server refuses a headers timeout longer than the request timeout
+  // (a RangeError at startup): say so here, at the field that was set.
+  if (limits.requestTimeoutMs! < limits.headersTimeoutMs!) {
+    const key = f.has('requestTimeoutMs') ? 'requestTimeoutMs' : 'headersTimeoutMs';
+    f.rep.error(f.at(key), f.sub(key), `requestTimeoutMs (${limits.requestTimeoutMs}) must be at least headersTimeoutMs (${limits.headersTimeoutMs})`);
+  }
   return limits as unknown as Limits;
 }
 

@@ -112,6 +112,22 @@ spec:
   ]);
 });
 
+t.test('a request timeout shorter than the headers timeout is named at its field (Node would throw at startup)', async (t) => {
+  const head = `apiVersion: l7warden.io/v1alpha1
+kind: ProxyConfig
+metadata: {name: x}
+spec:
+  listeners:
+  - {name: a, mode: egress, address: "127.0.0.1:0"}
+`;
+  const set = await load(t, `${head}  limits: {requestTimeoutMs: 1000}\n`);
+  t.same(set.errors.map(formatIssue), ['config/pc.yaml:7:30: spec.limits.requestTimeoutMs: requestTimeoutMs (1000) must be at least headersTimeoutMs (10000)']);
+  const other = await load(t, `${head}  limits: {headersTimeoutMs: 400000}\n`);
+  t.same(other.errors.map(formatIssue), ['config/pc.yaml:7:30: spec.limits.headersTimeoutMs: requestTimeoutMs (300000) must be at least headersTimeoutMs (400000)']);
+  const ok = await load(t, `${head}  limits: {requestTimeoutMs: 1000, headersTimeoutMs: 1000}\n`);
+  t.same(ok.errors, []);
+});
+
 t.test('duplicate addresses', async (t) => {
   const r = await load(t, `apiVersion: l7warden.io/v1alpha1
 kind: ProxyConfig
