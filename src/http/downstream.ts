@@ -93,6 +93,11 @@ export class H1Downstream implements Downstream {
     this.#ended = true;
     if (trailers) this.res.addTrailers(trailers);
     this.res.end();
+    // Ended: no abort to report any more, and the response (kept by its socket until
+    // the next request) no longer reaches this exchange (see Forwarded, http/enforce.ts).
+    this.#abortL = undefined;
+    (this.res as ServerResponse & { [DS]?: H1Downstream })[DS] = undefined;
+    this.res.removeListener('close', onH1ResponseClose);
   }
   abort(): void {
     this.#ended = true;

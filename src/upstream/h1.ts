@@ -35,16 +35,22 @@ export interface ForwardResult {
 
 type DispatchController = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[0];
 
+/**
+ * One forwarded request's undici handler. Once the exchange has ended it drops the
+ * downstream and the callback (see Forwarded in http/enforce.ts: a finished
+ * request's objects should not keep later ones alive through a promoted handler).
+ */
 class ForwardHandler implements Dispatcher.DispatchHandler, AbortListener {
   #controller: DispatchController | undefined;
+  #ds: Downstream | undefined;
+  #cb: ForwardResult | undefined;
   #done = false;
   #status = 0;
   #aborted = false;
 
-  constructor(
-    private readonly ds: Downstream,
-    private readonly cb: ForwardResult,
-  ) {
+  constructor(ds: Downstream, cb: ForwardResult) {
+    this.#ds = ds;
+    this.#cb = cb;
     ds.onAbort(this);
   }
 
@@ -59,22 +65,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler, AbortListener {
   }
 
   onResponseStart(controller: DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return;
+    const ds = this.#ds;
+    if (statusCode < 200 || ds === undefined) return;
     this.#status = statusCode;
     const h = filterResponseHeaders(headers);
     const announcesTrailers = headers['trailer'] !== undefined;
     try {
-      this.ds.respond(statusCode, h, false, announcesTrailers);
+      ds.respond(statusCode, h, false, announcesTrailers);
     } catch (err) {
       controller.abort(err as Error);
     }
   }
 
   onResponseData(controller: DispatchController, chunk: Buffer): void {
-    if (this.ds.closed) return;
-    if (!this.ds.isHead && !this.ds.write(chunk)) {
+    const ds = this.#ds;
+    if (ds === undefined || ds.closed) return;
+    if (!ds.isHead && !ds.write(chunk)) {
       controller.pause();
-      this.ds.onceDrain(() => controller.resume());
+      ds.onceDrain(() => controller.resume());
     }
   }
 
@@ -87,25 +95,35 @@ class ForwardHandler implements Dispatcher.DispatchHandler, AbortListener {
       if (v === undefined) continue;
       (t ??= Object.create(null) as Record<string, string | string[]>)[k] = v;
     }
-    this.ds.end(t);
-    this.cb.onDone(this.#status);
+    this.#ds!.end(t);
+    this.#cb!.onDone(this.#status);
+    this.#release();
   }
 
   onResponseError(_controller: DispatchController, err: Error): void {
     if (this.#done) return;
     this.#done = true;
+    const ds = this.#ds!;
+    const cb = this.#cb!;
+    this.#release();
     if (this.#aborted) {
-      this.cb.onDone(0);
+      cb.onDone(0);
       return;
     }
     const f = classifyUpstreamError(err);
-    if (this.ds.headersSent) {
+    if (ds.headersSent) {
       // Mid-response failure: the client must not mistake a cut body for a full one.
-      this.ds.abort();
-      this.cb.onDone(this.#status, f);
+      ds.abort();
+      cb.onDone(this.#status, f);
       return;
     }
-    this.cb.onFailure(f, err);
+    cb.onFailure(f, err);
+  }
+
+  #release(): void {
+    this.#ds = undefined;
+    this.#cb = undefined;
+    this.#controller = undefined;
   }
 }
 
