@@ -62,10 +62,11 @@ function trickled(session: http2.ClientHttp2Session, opts: { chunks: number; eve
   });
 }
 
-t.test('a trickled HTTP/2 request body gets 408 at requestTimeoutMs; the session keeps serving', async (t) => {
+/** The Star Wars proxy with requestTimeoutMs = ms, and an h2c session to it from tiefighter. */
+async function setup(t: Tap.Test, ms: number) {
   const up = await startCaptureUpstream();
   t.teardown(() => up.close());
-  const cfg = await starWarsDir({ upstream: up.url, limits: { requestTimeoutMs: 1000, headersTimeoutMs: 1000 }, admin: false });
+  const cfg = await starWarsDir({ upstream: up.url, limits: { requestTimeoutMs: ms, headersTimeoutMs: ms }, admin: false });
   t.teardown(cfg.cleanup);
   const proxy = await startProxy({ configDir: cfg.dir });
   t.teardown(() => proxy.close(0));
@@ -73,6 +74,11 @@ t.test('a trickled HTTP/2 request body gets 408 at requestTimeoutMs; the session
   const session = http2.connect(`http://127.0.0.1:${port}`, { localAddress: TIE });
   session.on('error', () => {});
   t.teardown(() => session.destroy());
+  return { up, session };
+}
+
+t.test('a trickled HTTP/2 request body gets 408 at requestTimeoutMs; the session keeps serving', async (t) => {
+  const { up, session } = await setup(t, 1000);
 
   // Five slow streams: a byte every 100 ms for up to 5 s, never ended.
   const slow = Array.from({ length: 5 }, () => trickled(session, { chunks: 50, everyMs: 100, end: false, maxMs: 6000 }));
@@ -94,16 +100,7 @@ t.test('a trickled HTTP/2 request body gets 408 at requestTimeoutMs; the session
 });
 
 t.test('a gRPC stream is not cut by requestTimeoutMs', async (t) => {
-  const up = await startCaptureUpstream();
-  t.teardown(() => up.close());
-  const cfg = await starWarsDir({ upstream: up.url, limits: { requestTimeoutMs: 500, headersTimeoutMs: 500 }, admin: false });
-  t.teardown(cfg.cleanup);
-  const proxy = await startProxy({ configDir: cfg.dir });
-  t.teardown(() => proxy.close(0));
-  const port = proxy.listeners.find((l) => l.name === 'deathstar')!.address.port;
-  const session = http2.connect(`http://127.0.0.1:${port}`, { localAddress: TIE });
-  session.on('error', () => {});
-  t.teardown(() => session.destroy());
+  const { session } = await setup(t, 500);
   // Sends for 1.5 s (three deadlines' worth) and then ends: answered by the upstream, not 408.
   const r = await trickled(session, { chunks: 15, everyMs: 100, end: true, maxMs: 5000, grpc: true });
   t.ok(r.closed, 'the call completes');
