@@ -40,6 +40,10 @@ const PINNED = (process.env.HTTP_BENCH_PLACEMENT ?? 'pinned') === 'pinned' && cp
 const TS = ['--import=@tapjs/typescript/import'];
 /** Extra node flags for the proxy processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
 const PROXY_ARGS = (process.env.HTTP_BENCH_PROXY_ARGS ?? '').split(' ').filter(Boolean);
+/** HTTP_BENCH_MODE=ab: only the concurrent A/B (quick checks while working on the cost). */
+const AB_ONLY = process.env.HTTP_BENCH_MODE === 'ab';
+/** HTTP_BENCH_PROTOCOLS=h1 or h2: one protocol only. */
+const PROTOCOLS = (process.env.HTTP_BENCH_PROTOCOLS ?? 'h1,h2').split(',').filter((p): p is 'h1' | 'h2' => p === 'h1' || p === 'h2');
 const HZ = 100;
 
 function request(port: number, method: string, path: string): Promise<number> {
@@ -282,17 +286,17 @@ async function main(): Promise<void> {
     // The order rotates each round, so no target always runs right after another
     // (a slow period then falls on different targets in different rounds).
     const order = active.map((_, i) => active[(i + round) % active.length]!);
-    for (const proto of ['h1', 'h2'] as const) {
-      for (const t of order) {
+    for (const proto of PROTOCOLS) {
+      for (const t of AB_ONLY ? [] : order) {
         const r = await saturate(proto, proto === 'h1' ? t.h1 : t.h2, base, t.pid);
         const key = `${t.name}/${proto}`;
         (results.get(key) ?? results.set(key, []).get(key)!).push(r);
         process.stderr.write(`  ${key}: ${r.rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors}\n`);
       }
       // Half load: half of proxy-off's saturated rate (or the slowest target's when proxy-off is absent).
-      const ref = results.get(`proxy-off/${proto}`)?.at(-1)?.rps ?? Math.min(...active.map((t) => results.get(`${t.name}/${proto}`)!.at(-1)!.rps));
+      const ref = AB_ONLY ? 0 : results.get(`proxy-off/${proto}`)?.at(-1)?.rps ?? Math.min(...active.map((t) => results.get(`${t.name}/${proto}`)!.at(-1)!.rps));
       const rate = Math.max(100, Math.floor(ref / 2));
-      for (const t of order) {
+      for (const t of AB_ONLY ? [] : order) {
         const h = await halfLoad(proto, proto === 'h1' ? t.h1 : t.h2, base, rate);
         const r = results.get(`${t.name}/${proto}`)!.at(-1)!;
         r.halfP50 = h.p50;
@@ -324,7 +328,7 @@ async function main(): Promise<void> {
   // moves both sides of a pair instead of one median.
   console.log('| target | protocol | req/s | vs proxy-off (per-round pairs) | p50 / p99 saturated | half-load rate | p50 / p99 at half load | Δp99 at half load vs proxy-off | target CPU µs/req | errors |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const proto of ['h1', 'h2'] as const) {
+  for (const proto of AB_ONLY ? [] : PROTOCOLS) {
     const offs = results.get(`proxy-off/${proto}`) ?? [];
     for (const t of active) {
       const rs = results.get(`${t.name}/${proto}`) ?? [];

@@ -7,6 +7,7 @@
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { PassThrough, type Readable } from 'node:stream';
 import { Pool } from 'undici';
 
 const pool = new Pool(process.argv[2]!, { connections: 128 });
@@ -16,7 +17,7 @@ function forward(req: http.IncomingMessage | http2.Http2ServerRequest, res: http
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) if (k[0] !== ':' && !HOP.has(k) && typeof v === 'string') headers[k] = v;
   pool.stream(
-    { path: req.url, method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : (req as http.IncomingMessage) },
+    { path: req.url, method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : body(req) },
     ({ statusCode, headers: h }) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(h)) if (!HOP.has(k) && v !== undefined) out[k] = v as string;
@@ -30,6 +31,17 @@ function forward(req: http.IncomingMessage | http2.Http2ServerRequest, res: http
       }
     },
   );
+}
+
+/**
+ * undici destroys a stream body once it has read it. That is harmless for an
+ * HTTP/1 request that has ended, but destroying an HTTP/2 compat request resets
+ * its stream before the answer is written, and under load the pool then stalls
+ * (every connection waiting on a response nobody can take). So an HTTP/2 body is
+ * piped through a PassThrough, the shortest correct way.
+ */
+function body(req: http.IncomingMessage | http2.Http2ServerRequest): Readable {
+  return req instanceof http.IncomingMessage ? req : req.pipe(new PassThrough());
 }
 
 const h1 = http.createServer(forward);
