@@ -3,6 +3,16 @@
  * node:http2 compat (h2c) in front of one undici Pool, `pool.stream()` piping the
  * answer into the response. No policy, no validation. Prints `h1 <port>`, `h2 <port>`.
  * argv[2] = upstream origin (http://127.0.0.1:PORT).
+ *
+ * Two things the HTTP/2 side needs to be correct at all, found when it stalled in the
+ * concurrent benchmark:
+ *  - undici destroys a stream body once read, which resets a compat request's stream
+ *    before its answer: the body goes through a PassThrough;
+ *  - a compat response whose client has gone (load tools stop with streams in flight)
+ *    answers write() with false and never drains, and undici cannot see it close: the
+ *    pooled connection's parser stayed paused for good, and after ~60k POSTs all 128
+ *    were held and the forwarder answered nothing. The response's 'close' aborts the
+ *    upstream request instead.
  */
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
@@ -13,11 +23,14 @@ import { Pool } from 'undici';
 const pool = new Pool(process.argv[2]!, { connections: 128 });
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings', 'proxy-connection']);
 
-function forward(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void {
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+function forward(req: Req, res: Res, body: Readable | null, signal?: AbortSignal): void {
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) if (k[0] !== ':' && !HOP.has(k) && typeof v === 'string') headers[k] = v;
   pool.stream(
-    { path: req.url, method: req.method as 'GET', headers, body: req.method === 'GET' || req.method === 'HEAD' ? null : body(req) },
+    { path: req.url, method: req.method as 'GET', headers, body, ...(signal ? { signal } : {}) },
     ({ statusCode, headers: h }) => {
       const out: Record<string, string | string[]> = {};
       for (const [k, v] of Object.entries(h)) if (!HOP.has(k) && v !== undefined) out[k] = v as string;
@@ -25,7 +38,7 @@ function forward(req: http.IncomingMessage | http2.Http2ServerRequest, res: http
       return res as http.ServerResponse;
     },
     (err) => {
-      if (err && !res.headersSent) {
+      if (err && !res.headersSent && !res.destroyed) {
         res.statusCode = 502;
         res.end();
       }
@@ -33,20 +46,15 @@ function forward(req: http.IncomingMessage | http2.Http2ServerRequest, res: http
   );
 }
 
-/**
- * undici destroys a stream body once it has read it. That is harmless for an
- * HTTP/1 request that has ended, but destroying an HTTP/2 compat request resets
- * its stream before the answer is written, and under load the pool then stalls
- * (every connection waiting on a response nobody can take). So an HTTP/2 body is
- * piped through a PassThrough, the shortest correct way.
- */
-function body(req: http.IncomingMessage | http2.Http2ServerRequest): Readable {
-  return req instanceof http.IncomingMessage ? req : req.pipe(new PassThrough());
-}
+const noBody = (req: Req): boolean => req.method === 'GET' || req.method === 'HEAD';
 
-const h1 = http.createServer(forward);
+const h1 = http.createServer((req, res) => forward(req, res, noBody(req) ? null : req));
 h1.keepAliveTimeout = 60_000;
 h1.listen(0, '127.0.0.1', () => console.log(`h1 ${(h1.address() as AddressInfo).port}`));
-const h2 = http2.createServer(forward);
+const h2 = http2.createServer((req, res) => {
+  const ac = new AbortController();
+  res.once('close', () => ac.abort());
+  forward(req, res, noBody(req) ? null : req.pipe(new PassThrough()), ac.signal);
+});
 h2.listen(0, '127.0.0.1', () => console.log(`h2 ${(h2.address() as AddressInfo).port}`));
 process.on('SIGTERM', () => process.exit(0));
