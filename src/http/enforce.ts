@@ -279,7 +279,27 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
   if (v.headerActions.length > 0) applyHeaderActions(headers, v.headerActions);
   const cb = new Forwarded(ctx, snap, p, v.type, srcPeer, dstPeer, info);
   if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
+  else if (ds instanceof H1Downstream && ds.body === ds.req) queueMicrotask(() => forwardH1Body(ctx, p, headers, cb));
   else ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
+}
+
+/**
+ * An HTTP/1 request with a body, forwarded a microtask later: Node's HTTP parser
+ * consumes the socket natively and calls out per event, so by then the body bytes
+ * of the same read have been pushed. A body that has wholly arrived (the common
+ * small POST) goes to undici as one Buffer: no stream handling per request, headers
+ * and body in one write. Nothing waits for a body: one still arriving is streamed.
+ */
+function forwardH1Body(ctx: EnforceContext, p: Prepared, headers: string[], cb: Forwarded): void {
+  // Only the client's own request stream waits here: a counting RelayBody is handed
+  // over at once (its overflow error needs undici's listener).
+  const ds = p.ds as H1Downstream;
+  if (ds.closed) {
+    cb.onDone(0);
+    return;
+  }
+  ds.takeArrivedBody(p.facts.chunked ? undefined : p.facts.contentLength);
+  ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
 }
 
 /** HTTP/1.x request from the http.Server 'request' event. */

@@ -165,7 +165,7 @@ export class H1Upstream {
       method: method as Dispatcher.HttpMethod,
       path,
       headers,
-      body: ds.body && ds.protocol === 'HTTP/2' ? detachable(ds.body) : ds.body,
+      body: ds.body && ds.protocol === 'HTTP/2' ? detachable(ds.body as Readable) : ds.body,
       // Do not reuse a connection whose response came early (CL.0 family).
       reset: false,
       idempotent: false,
