@@ -16,6 +16,8 @@
  * for p50/p99 at half load. Placement as ANCHORS.md "pinned": the load generator on
  * cpu0, upstream and target on cpu1 (HTTP_BENCH_PLACEMENT=shared pins nothing).
  * HTTP_BENCH_PROXY_ARGS adds node flags to the proxy processes (--cpu-prof …).
+ * HTTP_BENCH_MODE=ab runs only the concurrent A/B below (a quick check while working
+ * on the cost); HTTP_BENCH_PROTOCOLS=h1 or h2 runs one protocol.
  * HTTP_BENCH_ROUNDS (default 1) repeats everything (the target order rotating each
  * round), medians reported; ratios and p99 differences are medians of per-round pairs.
  * Then, each round, the concurrent A/B (concurrentPair below): proxy-off and proxy-1
