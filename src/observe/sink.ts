@@ -9,7 +9,9 @@
  * - size-bounded files: with `maxBytes`, a file that would grow past it is rotated
  *   (`F` → `F.1` → … → `F.<maxFiles-1>`, the oldest removed) asynchronously; records
  *   keep queueing meanwhile;
- * - an in-memory ring of the last `recent` lines (`/flows?last=N`);
+ * - an in-memory ring of the last `recent` records (`/flows?last=N`), kept as
+ *   records and serialised only when asked for: a proxy whose only reader is the
+ *   admin ring builds no JSON per request;
  * - subscribers, per line (`subscribe`) or per batch (`subscribeBatch`, the admin
  *   stream, which bounds each reader itself).
  */
@@ -43,6 +45,12 @@ export interface FlowLine {
   toLine(): string;
 }
 
+/** A record's JSON line: its own `toLine()`, else JSON.stringify. */
+function serialise(r: object): string {
+  const l = r as Partial<FlowLine>;
+  return typeof l.toLine === 'function' ? l.toLine() : JSON.stringify(r);
+}
+
 export type FlowListener = (line: string) => void;
 export type FlowBatchListener = (lines: readonly string[]) => void;
 
@@ -63,7 +71,7 @@ export class FlowSink {
   readonly #maxFiles: number;
   readonly #listeners = new Set<FlowListener>();
   readonly #batchListeners = new Set<FlowBatchListener>();
-  readonly #ring: (string | undefined)[];
+  readonly #ring: (object | undefined)[];
   #ringNext = 0;
   #ringSize = 0;
   #ready: Promise<void> = Promise.resolve();
@@ -85,7 +93,7 @@ export class FlowSink {
     this.#maxQueue = opts.maxQueue ?? 65_536;
     this.#maxBytes = opts.maxBytes ?? 0;
     this.#maxFiles = Math.max(1, opts.maxFiles ?? 5);
-    this.#ring = new Array<string | undefined>(Math.max(0, opts.recent ?? 0));
+    this.#ring = new Array<object | undefined>(Math.max(0, opts.recent ?? 0));
     this.#file = opts.file;
     if (opts.file === '-') this.#out = process.stdout;
     else if (opts.file) {
@@ -148,12 +156,12 @@ export class FlowSink {
     return () => this.#batchListeners.delete(fn);
   }
 
-  /** The last `n` lines serialised (at most the ring's size), oldest first. */
+  /** The last `n` records as JSON lines (at most the ring's size), oldest first. */
   recent(n: number): string[] {
     const size = this.#ring.length;
     const take = Math.max(0, Math.min(n, this.#ringSize));
     const out: string[] = [];
-    for (let i = take; i > 0; i--) out.push(this.#ring[(this.#ringNext - i + size) % size]!);
+    for (let i = take; i > 0; i--) out.push(serialise(this.#ring[(this.#ringNext - i + size) % size]!));
     return out;
   }
 
@@ -168,22 +176,26 @@ export class FlowSink {
     const batch = this.#queue;
     if (batch.length === 0) return;
     this.#queue = [];
-    const lines: string[] = new Array<string>(batch.length);
+    // Lines only for readers of lines; the ring keeps records (serialised by recent()).
+    const lines = this.#out !== undefined || this.#listeners.size > 0 || this.#batchListeners.size > 0 ? new Array<string>(batch.length) : undefined;
     const ring = this.#ring;
     const ringLen = ring.length;
     for (let i = 0; i < batch.length; i++) {
-      const r = batch[i] as Partial<FlowLine>;
-      const line = typeof r.toLine === 'function' ? r.toLine() : JSON.stringify(r);
-      lines[i] = line;
-      for (const fn of this.#listeners) fn(line);
+      const r = batch[i]!;
+      if (lines !== undefined) {
+        const line = serialise(r);
+        lines[i] = line;
+        for (const fn of this.#listeners) fn(line);
+      }
       if (ringLen > 0) {
-        ring[this.#ringNext] = line;
+        ring[this.#ringNext] = r;
         this.#ringNext = (this.#ringNext + 1) % ringLen;
         if (this.#ringSize < ringLen) this.#ringSize++;
       }
     }
-    for (const fn of this.#batchListeners) fn(lines);
     this.written += batch.length;
+    if (lines === undefined) return;
+    for (const fn of this.#batchListeners) fn(lines);
     if (this.#out) for (const chunk of this.#encode(lines)) this.#queueFile(chunk);
   }
 

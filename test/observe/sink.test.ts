@@ -60,3 +60,30 @@ t.test('a write waits at most a few milliseconds, not for the 256 KiB', async (t
   }
   t.match(text, /"uuid":"one"/, 'a lone record is on disk within a second');
 });
+
+t.test('the admin ring keeps records and serialises them only when read', async (t) => {
+  let calls = 0;
+  class Rec {
+    constructor(readonly n: number) {}
+    toLine(): string {
+      calls++;
+      return `{"n":${this.n}}`;
+    }
+  }
+  const sink = new FlowSink({ file: '', recent: 3 });
+  t.ok(sink.active, 'a ring is a reader');
+  for (let i = 0; i < 5; i++) sink.emit(new Rec(i));
+  sink.emit({ plain: true });
+  await tick();
+  t.equal(calls, 0, 'nothing serialised per record while only the ring reads');
+  t.same(sink.recent(10), ['{"n":3}', '{"n":4}', '{"plain":true}'], 'the last three, oldest first');
+  t.equal(calls, 2);
+  t.same(sink.recent(1), ['{"plain":true}']);
+  const seen: string[] = [];
+  sink.subscribe((l) => seen.push(l));
+  sink.emit(new Rec(9));
+  await tick();
+  t.same(seen, ['{"n":9}'], 'a line reader gets lines as before');
+  t.same(sink.recent(1), ['{"n":9}']);
+  await sink.close();
+});
