@@ -16,7 +16,7 @@ import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { FlowSink } from '../observe/sink.js';
 import type { Metrics } from '../observe/metrics.js';
 import { rcodeName } from '../observe/metrics.js';
-import { DROP_REASON_CODE, EVENT, endpointJson, ipVersion, isoTimeJson, newUuid, numJson, policyFieldsJson } from '../observe/hubble.js';
+import { DROP_REASON_CODE, endpointPairJson, isoTimeJson, newUuid, numJson, policyFieldsJson } from '../observe/hubble.js';
 
 export interface DnsPeer {
   readonly ip: string;
@@ -55,52 +55,74 @@ class DnsRecord {
   }
 
   /**
-   * The record's JSON line, built as text (pre-serialised endpoint and policy
-   * fragments, JSON.stringify only for the variable strings): byte for byte what
-   * JSON.stringify of the Hubble object gives.
+   * The record's JSON line, built as text: byte for byte what JSON.stringify of the
+   * Hubble object gives (test/dns/flow.test.ts holds that object form). Few and long
+   * pieces: the cost of a line is mostly per piece (building the string, then
+   * flattening it to write it out), so the constant runs are joined into literals,
+   * the endpoint pair is one cached fragment, and JSON.stringify runs only for the
+   * query name and CNAMEs. IPs, qtype and rrtype names need no escaping: they are
+   * socket addresses and our codec's own formatting (digits, hex, '.', ':', letters).
    */
   toLine(): string {
     const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const r = this.r;
+    const v = this.v;
     const reply = r !== undefined;
     const from = reply ? this.dst : this.src;
     const to = reply ? this.src : this.dst;
-    const v = this.v;
     const reason = v && !v.allowed ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
-    let s = `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"${reason ? 'DROPPED' : 'FORWARDED'}"`;
-    if (reason) s += `,"drop_reason":${DROP_REASON_CODE[reason]}`;
     const query = JSON.stringify(this.query);
-    s +=
-      `,"IP":{"source":${JSON.stringify(from.ip)},"destination":${JSON.stringify(to.ip)},"ipVersion":"${ipVersion(from.ip)}"}` +
-      `,"l4":{"${this.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}}}` +
-      `,"source":${endpointJson(from.identity, this.snapshot)},"destination":${endpointJson(to.identity, this.snapshot)}` +
-      `,"Type":"L7","node_name":${this.node}`;
-    let dns = `{"query":${query}`;
-    if (r) {
-      if (r.ips.length) dns += `,"ips":${JSON.stringify(r.ips)}`;
-      if (r.ttl) dns += `,"ttl":${numJson(r.ttl)}`;
-      if (r.cnames.length) dns += `,"cnames":${JSON.stringify(r.cnames)}`;
+    const qInner = query.slice(1, -1);
+    const head = reason
+      ? `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"DROPPED","drop_reason":${DROP_REASON_CODE[reason]},"IP":{"source":"`
+      : `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"FORWARDED","IP":{"source":"`;
+    let s =
+      head +
+      from.ip +
+      '","destination":"' +
+      to.ip +
+      (from.ip.includes(':') ? (this.transport === 'UDP' ? IP6_UDP : IP6_TCP) : this.transport === 'UDP' ? IP4_UDP : IP4_TCP) +
+      numJson(from.port) +
+      ',"destination_port":' +
+      numJson(to.port) +
+      endpointPairJson(from.identity, to.identity, this.snapshot) +
+      this.node;
+    if (r === undefined) {
+      s +=
+        ',"l7":{"type":"REQUEST","dns":{"query":' +
+        query +
+        ',"observation_source":"proxy","qtypes":["' +
+        this.qtype +
+        (reason
+          ? `"]}},"event_type":{"type":129},"traffic_direction":"EGRESS","drop_reason_desc":"${reason}","is_reply":false,"Summary":"DNS Query `
+          : '"]}},"event_type":{"type":129},"traffic_direction":"EGRESS","is_reply":false,"Summary":"DNS Query ') +
+        qInner +
+        ' ' +
+        this.qtype +
+        '"';
+    } else {
+      s += ',"l7":{"type":"RESPONSE","latency_ns":"' + this.latencyNs + '","dns":{"query":' + query;
+      if (r.ips.length) s += ',"ips":["' + r.ips.join('","') + '"]';
+      if (r.ttl) s += ',"ttl":' + numJson(r.ttl);
+      if (r.cnames.length) s += ',"cnames":' + JSON.stringify(r.cnames);
+      s += r.rcode ? ',"observation_source":"proxy","rcode":' + numJson(r.rcode) + ',"qtypes":["' : ',"observation_source":"proxy","qtypes":["';
+      s += this.qtype;
+      s += r.rrtypes.length ? '"],"rrtypes":["' + r.rrtypes.join('","') + '"]}}' : '"]}}';
+      s += ',"event_type":{"type":129},"traffic_direction":"EGRESS","is_reply":true,"Summary":"DNS Answer ';
+      s += r.rcode ? 'RCode: ' + rcodeName(r.rcode) : '\\"' + r.ips.join(',') + '\\"';
+      s += ' TTL: ' + r.ttl + ' (Proxy ' + qInner + ' ' + this.qtype + ')"';
     }
-    dns += ',"observation_source":"proxy"';
-    if (r?.rcode) dns += `,"rcode":${numJson(r.rcode)}`;
-    dns += `,"qtypes":[${JSON.stringify(this.qtype)}]`;
-    if (r?.rrtypes.length) dns += `,"rrtypes":${JSON.stringify(r.rrtypes)}`;
-    s += reply
-      ? `,"l7":{"type":"RESPONSE","latency_ns":"${this.latencyNs}","dns":${dns}}}`
-      : `,"l7":{"type":"REQUEST","dns":${dns}}}`;
-    s += `,"event_type":{"type":${EVENT.l7}},"traffic_direction":"EGRESS"`;
-    if (reason) s += `,"drop_reason_desc":"${reason}"`;
-    const summary = r
-      ? r.rcode
-        ? `DNS Answer RCode: ${rcodeName(r.rcode)} TTL: ${r.ttl} (Proxy ${this.query} ${this.qtype})`
-        : `DNS Answer "${r.ips.join(',')}" TTL: ${r.ttl} (Proxy ${this.query} ${this.qtype})`
-      : `DNS Query ${this.query} ${this.qtype}`;
-    s += `,"is_reply":${reply},"Summary":${JSON.stringify(summary)}`;
     if (v) s += policyFieldsJson(v, this.snapshot.version);
-    return `${s}},"node_name":${this.node},"time":${time}}`;
+    return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }
+
+// `"},"l4":{…` after the destination IP, by IP version and transport.
+const IP4_UDP = '","ipVersion":"IPv4"},"l4":{"UDP":{"source_port":';
+const IP4_TCP = '","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":';
+const IP6_UDP = '","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":';
+const IP6_TCP = '","ipVersion":"IPv6"},"l4":{"TCP":{"source_port":';
 
 export class DnsFlowRecorder {
   readonly #metrics: Metrics | undefined;

@@ -45,6 +45,8 @@ export interface HubblePolicy {
 interface EndpointEntry {
   readonly e: HubbleEndpoint;
   json: string | undefined;
+  /** endpointPairJson fragments, by the other endpoint. */
+  pairs?: Map<EndpointEntry, string>;
 }
 const endpointCache = new WeakMap<PolicySnapshot, Map<number, EndpointEntry>>();
 let lastSnapshot: PolicySnapshot | undefined;
@@ -82,6 +84,22 @@ export function endpointOf(id: Identity, snapshot: PolicySnapshot): HubbleEndpoi
 export function endpointJson(id: Identity, snapshot: PolicySnapshot): string {
   const en = endpointEntry(id, snapshot);
   return (en.json ??= JSON.stringify(en.e));
+}
+
+/**
+ * `}},"source":<from>,"destination":<to>,"Type":"L7","node_name":` — the run of a
+ * DNS record between its l4 ports and the node name, made once per endpoint pair.
+ */
+export function endpointPairJson(from: Identity, to: Identity, snapshot: PolicySnapshot): string {
+  const a = endpointEntry(from, snapshot);
+  const b = endpointEntry(to, snapshot);
+  const pairs = (a.pairs ??= new Map());
+  let p = pairs.get(b);
+  if (p === undefined) {
+    p = `}},"source":${(a.json ??= JSON.stringify(a.e))},"destination":${(b.json ??= JSON.stringify(b.e))},"Type":"L7","node_name":`;
+    if (pairs.size < 1024) pairs.set(b, p);
+  }
+  return p;
 }
 
 /**
