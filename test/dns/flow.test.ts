@@ -6,13 +6,13 @@
  * that need escaping.
  */
 import t from 'tap';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigDir } from '../../src/config/load.js';
 import { compileSnapshot } from '../../src/policy/compile.js';
 import { DnsFlowRecorder, type DnsPeer, type DnsResponseFlow } from '../../src/dns/flow.js';
-import type { FlowSink } from '../../src/observe/sink.js';
+import { FlowSink } from '../../src/observe/sink.js';
 import type { PolicySnapshot, Verdict } from '../../src/policy/types.js';
 import { endpointOf, policyFields } from '../../src/observe/hubble.js';
 import { rcodeName } from '../../src/observe/metrics.js';
@@ -117,4 +117,32 @@ t.test('toLine equals JSON.stringify of the Hubble object', async (t) => {
   }
   t.match(recs[3]!.toLine(), /"verdict":"FORWARDED"/);
   t.match(recs[4]!.toLine(), /"verdict":"DROPPED","drop_reason":133,/, 'the denied query');
+});
+
+t.test('the flow file and the admin ring give the same lines, uuids included', async (t) => {
+  const snap = await snapshotFor(t);
+  const app = snap.identityForIP(APP.ip);
+  const kdns = snap.endpointByName('kube-system', 'kube-dns')!.identity;
+  const dir = await mkdtemp(join(tmpdir(), 'l7w-dnsflow-file-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'flows.json');
+  // The ring keeps records and serialises them when read; the file got them earlier.
+  const sink = new FlowSink({ file, recent: 1000 });
+  const fr = new DnsFlowRecorder(sink, 'node-1');
+  const src: DnsPeer = { ip: APP.ip, port: 40000, identity: app };
+  const dst: DnsPeer = { ip: '127.0.0.53', port: 53, identity: kdns };
+  for (let i = 0; i < 300; i++) {
+    const q = i % 3 === 0 ? `x${i}.café.cilium.io.` : `x${i}.cilium.io.`;
+    const v = snap.decide({ src: app, dst: kdns, port: 53, protocol: 'UDP', dns: q });
+    fr.request(snap, src, dst, 'UDP', q, 'A', v);
+    fr.response(snap, src, dst, 'UDP', q, 'A', { rcode: 0, ips: [`127.0.0.${i & 255}`], ttl: 30, cnames: [], rrtypes: ['A'] }, process.hrtime.bigint());
+    if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await sink.close();
+  const lines = (await readFile(file, 'utf8')).split('\n');
+  t.equal(lines.pop(), '');
+  t.equal(lines.length, 600);
+  t.same(sink.recent(1000), lines, 'ring lines = file lines');
+  const uuids = new Set(lines.map((l) => (JSON.parse(l) as { flow: { uuid: string } }).flow.uuid));
+  t.equal(uuids.size, 600, 'a uuid per record');
 });
