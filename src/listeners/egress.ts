@@ -40,6 +40,7 @@ import type { Identity } from '../identity/identity.js';
 import { isValidAuthority } from '../http/canonical-path.js';
 import { DENY_BODY } from '../http/enforce.js';
 import { certificateOf } from '../tls/cert-store.js';
+import { readClientHello } from '../tls/client-hello.js';
 import { normalizeIP } from '../identity/ipcache.js';
 import { readProxyHeader, type ProxyAddress } from './proxy-protocol.js';
 import { EgressUpstreams } from '../egress/upstreams.js';
@@ -77,6 +78,8 @@ function stripV4Mapped(a: string): string {
 function statusLine(status: number): string {
   return http.STATUS_CODES[status] ?? 'Error';
 }
+
+const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
 /** Answer a CONNECT (or a request on a raw socket) and close. */
 function rawReply(socket: Duplex, status: number, body: string): void {
@@ -295,6 +298,10 @@ export class EgressListenerServer {
     }
     if (socket.destroyed) return;
     const d = decideIps(snap, src, ips, port, undefined, undefined);
+    if (!d.v.allowed && (d.v.egress?.sniMissing || d.v.ingress?.sniMissing)) {
+      await this.#connectBySni(socket, head, conn, snap, src, ips, port, info, start, literal ? undefined : host);
+      return;
+    }
     const flows = this.#ctx.flows;
     const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
     const dstPeer: FlowPeer = { ip: d.ip, port, identity: d.dst };
@@ -305,7 +312,7 @@ export class EgressListenerServer {
       respond(403);
       return;
     }
-    const est = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+    const est = ESTABLISHED;
     const term = d.v.egress?.terminatingTLS;
     if (term) {
       let opts: tls.TlsOptions;
@@ -339,6 +346,67 @@ export class EgressListenerServer {
         flows.upstreamError(this.spec.name, timeout ? 'timeout' : 'connect');
         rawReply(socket, status, timeout ? 'upstream timeout\r\n' : 'upstream unavailable\r\n');
         respond(status);
+      },
+    });
+  }
+
+  /**
+   * A CONNECT that only rules with serverNames could allow (Envoy's TLS inspector
+   * in Cilium): answer it, read the client's ClientHello without terminating it, and
+   * decide again with its SNI. Allowed: dial and send the ClientHello first (or, for a
+   * rule with terminatingTLS, intercept as usual). Denied, no SNI, or no ClientHello
+   * within headersTimeoutMs: the tunnel is reset (the client has its 200 already) and
+   * nothing is dialled.
+   */
+  async #connectBySni(
+    socket: Duplex,
+    head: Buffer,
+    conn: EgressConn,
+    snap: PolicySnapshot,
+    src: Identity,
+    ips: readonly string[],
+    port: number,
+    info: HttpFlowInfo,
+    start: bigint,
+    name: string | undefined,
+  ): Promise<void> {
+    socket.write(ESTABLISHED);
+    const hello = await readClientHello(socket, head, this.#limits.headersTimeoutMs);
+    const sni = hello?.result.kind === 'sni' ? hello.result.name : undefined;
+    const d = decideIps(snap, src, ips, port, undefined, sni);
+    const flows = this.#ctx.flows;
+    const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
+    const dstPeer: FlowPeer = { ip: d.ip, port, identity: d.dst };
+    if (hello === undefined || socket.destroyed || !d.v.allowed || this.#parserOf(d.v) !== undefined) {
+      // The tunnel is reset: a request record and no response record (as l3DenyAction reset).
+      const denied: Verdict = d.v.allowed ? { ...d.v, allowed: false, dropReason: 'POLICY_DENIED' } : d.v;
+      flows.request(snap, srcPeer, dstPeer, info, denied, true);
+      reset(socket);
+      return;
+    }
+    flows.request(snap, srcPeer, dstPeer, info, d.v);
+    const respond = (code: number) => flows.response(snap, srcPeer, dstPeer, info, d.v.type, code, start);
+    const term = d.v.egress?.terminatingTLS;
+    if (term) {
+      let opts: tls.TlsOptions;
+      try {
+        opts = this.#upstreams.terminating(term);
+      } catch {
+        respond(502);
+        reset(socket);
+        return;
+      }
+      respond(200);
+      socket.unshift(hello.bytes);
+      this.#intercept(socket, conn, opts, { ip: d.ip, port, ...(name ? { name } : {}), originatingTLS: d.v.egress?.originatingTLS });
+      return;
+    }
+    this.#dial(d.ip, port, socket, hello.bytes, {
+      connected: () => respond(200),
+      failed: (timeout) => {
+        flows.upstreamError(this.spec.name, timeout ? 'timeout' : 'connect');
+        respond(timeout ? 504 : 503);
+        reset(socket);
       },
     });
   }

@@ -132,7 +132,7 @@ function decideSlow(
   }
   if (live.length === 0) {
     const first = view.allows[0] as CompiledSel;
-    return sniDenied(dp, first);
+    return sniDenied(dp, first, q.sni === undefined);
   }
   const l7 = live.find((s) => s.parser !== undefined);
   const l4 = live.find((s) => s.parser === undefined);
@@ -168,13 +168,18 @@ function decideSlow(
 }
 
 const sniDeniedCache = new WeakMap<CompiledSel, DirectionVerdict>();
+const sniMissingCache = new WeakMap<CompiledSel, DirectionVerdict>();
 
-/** Denied because no rule's serverNames matched the SNI: POLICY_DENIED naming that rule. */
-function sniDenied(dp: DirPolicy, s: CompiledSel): DirectionVerdict {
-  let v = sniDeniedCache.get(s);
+/**
+ * Denied because no rule's serverNames matched the SNI: POLICY_DENIED naming that
+ * rule; `sniMissing` when there was no SNI to match at all.
+ */
+function sniDenied(dp: DirPolicy, s: CompiledSel, missing: boolean): DirectionVerdict {
+  const cache = missing ? sniMissingCache : sniDeniedCache;
+  let v = cache.get(s);
   if (v === undefined) {
-    v = Object.freeze({ ...dp.denied, rule: s.ref });
-    sniDeniedCache.set(s, v);
+    v = Object.freeze(missing ? { ...dp.denied, rule: s.ref, sniMissing: true as const } : { ...dp.denied, rule: s.ref });
+    cache.set(s, v);
   }
   return v;
 }

@@ -63,6 +63,11 @@ export interface DirectionVerdict {
   /** TLS contexts / server names of the port rule that applied (egress interception, ingress origination). */
   readonly terminatingTLS?: TLSContext;
   readonly originatingTLS?: TLSContext;
+  /**
+   * Denied only because the rules here carry serverNames and the question had no
+   * SNI: a listener that can read the ClientHello may ask again with it.
+   */
+  readonly sniMissing?: true;
 }
 
 export interface Verdict {

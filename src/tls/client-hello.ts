@@ -1,0 +1,139 @@
+/**
+ * The SNI of a TLS ClientHello, read without terminating TLS (as Envoy's TLS
+ * inspector does for Cilium's `serverNames` on a tunnel that is not intercepted).
+ *
+ * Only the first TLS record is read: a ClientHello that does not fit in it (or any
+ * malformed length) yields no name, and a rule with serverNames then does not match
+ * (fail closed). Every length is checked against what is left; nothing is trusted.
+ */
+import type { Duplex } from 'node:stream';
+
+/** The largest first record: 5-byte header + 2^14 bytes of payload (RFC 8446 §5.1). */
+export const MAX_RECORD = 5 + 16384;
+
+export type ClientHelloResult =
+  | { readonly kind: 'sni'; readonly name: string }
+  /** A complete ClientHello without a (valid) host_name. */
+  | { readonly kind: 'none' }
+  /** Not a TLS handshake record, or lengths that do not add up. */
+  | { readonly kind: 'invalid' }
+  /** More bytes are needed. */
+  | { readonly kind: 'partial' };
+
+/**
+ * Parse the start of a client's byte stream. `partial` until the whole first record
+ * has arrived.
+ */
+export function parseClientHello(b: Buffer): ClientHelloResult {
+  if (b.length < 5) return b.length > 0 && b[0] !== 0x16 ? { kind: 'invalid' } : { kind: 'partial' };
+  // TLSPlaintext: content type handshake (22), legacy version 3.x, length.
+  if (b[0] !== 0x16 || b[1] !== 0x03) return { kind: 'invalid' };
+  const recLen = b.readUInt16BE(3);
+  if (recLen < 4 || recLen > 16384) return { kind: 'invalid' };
+  if (b.length < 5 + recLen) return { kind: 'partial' };
+  const end = 5 + recLen;
+  let p = 5;
+  // Handshake: type client_hello (1), uint24 length (must fit in this record).
+  if (b[p] !== 0x01) return { kind: 'invalid' };
+  const hsLen = (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
+  p += 4;
+  if (p + hsLen > end) return { kind: 'invalid' };
+  const hsEnd = p + hsLen;
+  // legacy_version (2) + random (32)
+  p += 34;
+  if (p + 1 > hsEnd) return { kind: 'invalid' };
+  p += 1 + b[p]!; // legacy_session_id
+  if (p + 2 > hsEnd) return { kind: 'invalid' };
+  p += 2 + b.readUInt16BE(p); // cipher_suites
+  if (p + 1 > hsEnd) return { kind: 'invalid' };
+  p += 1 + b[p]!; // legacy_compression_methods
+  if (p === hsEnd) return { kind: 'none' }; // no extensions
+  if (p + 2 > hsEnd) return { kind: 'invalid' };
+  const extEnd = p + 2 + b.readUInt16BE(p);
+  p += 2;
+  if (extEnd > hsEnd) return { kind: 'invalid' };
+  let found: string | undefined;
+  while (p < extEnd) {
+    if (p + 4 > extEnd) return { kind: 'invalid' };
+    const type = b.readUInt16BE(p);
+    const len = b.readUInt16BE(p + 2);
+    p += 4;
+    if (p + len > extEnd) return { kind: 'invalid' };
+    if (type === 0) {
+      // A second server_name extension is a malformed hello (RFC 8446 §4.2).
+      if (found !== undefined) return { kind: 'invalid' };
+      const name = serverName(b, p, p + len);
+      if (name === null) return { kind: 'invalid' };
+      found = name ?? '';
+    }
+    p += len;
+  }
+  return found ? { kind: 'sni', name: found } : { kind: 'none' };
+}
+
+/** ServerNameList → the host_name, lowercased; undefined without one; null when malformed. */
+function serverName(b: Buffer, p: number, end: number): string | undefined | null {
+  if (p + 2 > end) return null;
+  const listEnd = p + 2 + b.readUInt16BE(p);
+  p += 2;
+  if (listEnd !== end) return null;
+  let host: string | undefined;
+  while (p < listEnd) {
+    if (p + 3 > listEnd) return null;
+    const type = b[p]!;
+    const len = b.readUInt16BE(p + 1);
+    p += 3;
+    if (p + len > listEnd) return null;
+    if (type === 0) {
+      if (host !== undefined || len === 0 || len > 253) return null;
+      // A DNS name in ASCII (RFC 6066 §3): letters, digits, '-', '.', '_' only.
+      for (let i = p; i < p + len; i++) {
+        const c = b[i]!;
+        const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f;
+        if (!ok) return null;
+      }
+      host = b.toString('latin1', p, p + len).toLowerCase();
+      if (host.endsWith('.')) host = host.slice(0, -1);
+    }
+    p += len;
+  }
+  return host;
+}
+
+/**
+ * Read a client's first TLS record from `socket` (after `head`, bytes already read),
+ * bounded in time and size. Resolves with the parse and every byte read (to be sent
+ * on first), or undefined when the client went away or the time ran out.
+ */
+export function readClientHello(socket: Duplex, head: Buffer, timeoutMs: number): Promise<{ result: ClientHelloResult; bytes: Buffer } | undefined> {
+  return new Promise((resolve) => {
+    let buf = head;
+    let done = false;
+    const finish = (v: { result: ClientHelloResult; bytes: Buffer } | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('end', onClose);
+      socket.pause();
+      resolve(v);
+    };
+    const check = () => {
+      const result = parseClientHello(buf);
+      if (result.kind !== 'partial') finish({ result, bytes: buf });
+      else if (buf.length >= MAX_RECORD) finish({ result: { kind: 'invalid' }, bytes: buf });
+    };
+    const onData = (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      check();
+    };
+    const onClose = () => finish(undefined);
+    const timer = setTimeout(() => finish(undefined), timeoutMs);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.once('end', onClose);
+    check();
+    if (!done) socket.resume();
+  });
+}
