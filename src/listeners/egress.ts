@@ -492,6 +492,24 @@ export class EgressListenerServer {
       reset(socket);
       return;
     }
+    if (!d.v.allowed && (d.v.egress?.sniMissing || d.v.ingress?.sniMissing)) {
+      // Only serverNames rules could allow it: decide again with the ClientHello's SNI
+      // (read, not terminated; put back for whatever follows). See #connectBySni.
+      void readClientHello(socket, Buffer.alloc(0), this.#limits.headersTimeoutMs).then((hello) => {
+        if (hello === undefined || socket.destroyed) {
+          this.#transparentDecided(socket, conn, snap, src, ip, port, d);
+          return;
+        }
+        socket.unshift(hello.bytes);
+        const sni = hello.result.kind === 'sni' ? hello.result.name : undefined;
+        this.#transparentDecided(socket, conn, snap, src, ip, port, sni ? decideIps(snap, src, [ip], port, undefined, sni) : d);
+      });
+      return;
+    }
+    this.#transparentDecided(socket, conn, snap, src, ip, port, d);
+  }
+
+  #transparentDecided(socket: net.Socket, conn: EgressConn, snap: PolicySnapshot, src: Identity, ip: string, port: number, d: ReturnType<typeof decideIps>): void {
     const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
     const dstPeer: FlowPeer = { ip, port, identity: d.dst };
     // The names a DNS answer returned this IP for, when the FQDN cache knows it.

@@ -52,6 +52,11 @@ spec:
     - ports: [{ port: "${PORT}", protocol: TCP }]
       serverNames: [sni.example.test]
 `,
+  extraListeners: `    - name: tproxy
+      mode: egress
+      address: 127.0.0.1:0
+      sourceIdentity: [proxyProtocol]
+`,
 }));
 h.dns.setRecord('sni.example.test', { a: ['127.0.0.80'] });
 h.dns.setRecord('other.example.test', { a: ['127.0.0.80'] });
@@ -100,6 +105,25 @@ t.test('no SNI, or no TLS at all: reset, and no connection is dialled', async (t
   await Promise.race([new Promise((r) => plain.once('close', r)), new Promise((r) => setTimeout(r, 3000))]);
   t.ok(plain.destroyed, 'closed');
   t.equal(accepted, before, 'the destination never saw a connection');
+});
+
+t.test('transparent connections are decided on their SNI too', async (t) => {
+  // The IP was learned by the CONNECTs above (resolved through the proxy's DNS path).
+  const handshake = async (servername: string): Promise<string> => {
+    const s = net.connect({ host: '127.0.0.1', port: h.port('tproxy') });
+    s.on('error', () => {});
+    await once(s, 'connect');
+    s.write(`PROXY TCP4 ${APP.ip} 127.0.0.80 40001 ${PORT}\r\n`);
+    const c = tls.connect({ socket: s, servername, ca: ca.certPem });
+    const out = await new Promise<string>((resolve) => {
+      c.once('error', (e) => resolve((e as NodeJS.ErrnoException).code ?? e.message));
+      c.once('secureConnect', () => resolve('connected'));
+    });
+    c.destroy();
+    return out;
+  };
+  t.equal(await handshake('sni.example.test'), 'connected', 'TLS end to end with the destination');
+  t.not(await handshake('other.example.test'), 'connected', 'another SNI is reset');
 });
 
 /** A CONNECT tunnel from the app's address, answered 200 (the bytes after are ours). */
