@@ -6,7 +6,9 @@
  *   haproxy-2t    the same with nbthread 2
  * in one run, same machine, same load tool (wrk -t1 -c32, POST /v1/request-landing,
  * the allowed call, after a denied PUT is checked to be 403), same upstream
- * (bench/lib-http-upstream.ts, 2-byte body). Placement "shared" (ANCHORS.md): nothing
+ * (bench/lib-http-upstream.ts, 2-byte body); as references without policy, the minimal
+ * Node forwarder (bench/lib-http-forwarder.ts, one process) and the upstream alone
+ * (direct). Placement "shared" (ANCHORS.md): nothing
  * pinned, since two workers need both cores. WORKERS_BENCH_SECONDS (default 5),
  * WORKERS_BENCH_ROUNDS (default 3, interleaved, medians). Target: l7warden-2w at least
  * 50 % of HAProxy's rate.
@@ -136,7 +138,8 @@ async function main(): Promise<void> {
     await writeFile(join(cfg, 'proxy.yaml'), proxyYaml(up));
     const haVersion = (await run('haproxy', ['-v'], 5000)).split('\n')[0] ?? '';
 
-    type Target = { name: string; start: () => Promise<{ proc: ChildProcess; port: number }> };
+    /** `open`: no policy (the PUT is not refused). */
+    type Target = { name: string; open?: boolean; start: () => Promise<{ proc: ChildProcess | undefined; port: number }> };
     const l7w = (workers: number) => () =>
       startProc('node', [join(ROOT, 'dist/cli/main.js'), 'run', '--no-watch', '--workers', String(workers), '--config', cfg], /listening: deathstar \(ingress\) on [\d.]+:(\d+)/);
     const ha = (threads: number) => async () => {
@@ -156,6 +159,10 @@ async function main(): Promise<void> {
       { name: 'l7warden-2w', start: l7w(2) },
       { name: 'haproxy-1t', start: ha(1) },
       { name: 'haproxy-2t', start: ha(2) },
+      // References, no policy: the minimal Node forwarder (one process; the Node ceiling
+      // on this machine) and the upstream on its own.
+      { name: 'node-fwd', open: true, start: () => startProc('node', [...TS, join(ROOT, 'bench/lib-http-forwarder.ts'), `http://127.0.0.1:${up}`], /h1 (\d+)/) },
+      { name: 'direct', open: true, start: async () => ({ proc: undefined, port: up }) },
     ];
     const results = new Map<string, Result[]>();
     for (let round = 0; round < ROUNDS; round++) {
@@ -163,9 +170,9 @@ async function main(): Promise<void> {
         const { proc, port } = await t.start();
         const deny = await request(port, 'PUT');
         const allow = await request(port, 'POST');
-        if (deny !== 403 || allow !== 200) throw new Error(`${t.name}: PUT → ${deny}, POST → ${allow} (want 403, 200)`);
+        if (deny !== (t.open ? 200 : 403) || allow !== 200) throw new Error(`${t.name}: PUT → ${deny}, POST → ${allow} (want ${t.open ? 200 : 403}, 200)`);
         const r = await saturate(port, lua);
-        await stop(proc);
+        if (proc) await stop(proc);
         const list = results.get(t.name) ?? [];
         list.push(r);
         results.set(t.name, list);
