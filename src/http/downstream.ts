@@ -20,11 +20,8 @@ export interface AbortListener {
 export interface Downstream {
   readonly protocol: 'HTTP/1.0' | 'HTTP/1.1' | 'HTTP/2';
   readonly isHead: boolean;
-  /**
-   * Request body, or null when the request has none (replaceable by a counting
-   * stream, or by the whole body as a Buffer when it had all arrived: H1Downstream).
-   */
-  body: Readable | Buffer | null;
+  /** Request body, or null when the request has none (replaceable by a counting stream). */
+  body: Readable | null;
   readonly headersSent: boolean;
   /** The client went away (or the exchange was aborted) before the response ended. */
   readonly closed: boolean;
@@ -56,7 +53,7 @@ function onH1ResponseClose(this: ServerResponse & { [DS]?: H1Downstream }): void
 export class H1Downstream implements Downstream {
   readonly protocol: 'HTTP/1.0' | 'HTTP/1.1';
   readonly isHead: boolean;
-  body: Readable | Buffer | null;
+  body: Readable | null;
   #ended = false;
   #abortL: AbortListener | undefined;
 
@@ -72,18 +69,18 @@ export class H1Downstream implements Downstream {
     res.on('close', onH1ResponseClose);
   }
   /**
-   * If the request's whole body has arrived and nothing has read it yet, take it
-   * out of the request as one Buffer (`body` becomes that Buffer); otherwise leave
-   * the stream in place. Whole: the message is complete, or as many bytes as its
+   * The request's whole body as one Buffer, taken out of the request, if it has all
+   * arrived and nothing has read it yet (`body` becomes null); else undefined and the
+   * stream stays. Whole: the message is complete, or as many bytes as its
    * Content-Length are buffered (the parser never hands over more than declared;
    * `complete` is only set by the next parser callback).
    */
-  takeArrivedBody(contentLength: number | undefined): void {
+  takeArrivedBody(contentLength: number | undefined): Buffer | undefined {
     const req = this.req;
-    if (this.body !== req || req.readableFlowing !== null) return;
-    if (!req.complete && (contentLength === undefined || req.readableLength !== contentLength)) return;
-    const buf = req.read() as Buffer | null;
-    this.body = buf ?? EMPTY_BODY;
+    if (this.body !== req || req.readableFlowing !== null) return undefined;
+    if (!req.complete && (contentLength === undefined || req.readableLength !== contentLength)) return undefined;
+    this.body = null;
+    return (req.read() as Buffer | null) ?? EMPTY_BODY;
   }
   /** @internal */
   responseClosed(): void {

@@ -298,8 +298,8 @@ function forwardH1Body(ctx: EnforceContext, p: Prepared, headers: string[], cb: 
     cb.onDone(0);
     return;
   }
-  ds.takeArrivedBody(p.facts.chunked ? undefined : p.facts.contentLength);
-  ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
+  const whole = ds.takeArrivedBody(p.facts.chunked ? undefined : p.facts.contentLength);
+  ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb, whole);
 }
 
 /** HTTP/1.x request from the http.Server 'request' event. */

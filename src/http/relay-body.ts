@@ -125,8 +125,7 @@ function prematureClose(): Error {
  * is the next request). Returns the stream to hand to the upstream.
  */
 export function countBody(max: number, ds: Downstream, facts: RequestFacts): Readable {
-  // Called before any body is taken whole (enforce.ts prepare), so still the stream.
-  const body = ds.body as Readable;
+  const body = ds.body!;
   if (ds.protocol !== 'HTTP/2' && !facts.chunked && facts.contentLength !== undefined && facts.contentLength <= max) return body;
   return new RelayBody(body, max, () => {
     overflowReply(ds);

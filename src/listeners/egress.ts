@@ -312,7 +312,6 @@ export class EgressListenerServer {
       respond(403);
       return;
     }
-    const est = ESTABLISHED;
     const term = d.v.egress?.terminatingTLS;
     if (term) {
       let opts: tls.TlsOptions;
@@ -323,14 +322,14 @@ export class EgressListenerServer {
         respond(502);
         return;
       }
-      socket.write(est);
+      socket.write(ESTABLISHED);
       respond(200);
       if (head.length > 0) socket.unshift(head);
       this.#intercept(socket, conn, opts, { ip: d.ip, port, ...(literal ? {} : { name: host }), originatingTLS: d.v.egress?.originatingTLS });
       return;
     }
     if (this.#parserOf(d.v) === 'http') {
-      socket.write(est);
+      socket.write(ESTABLISHED);
       respond(200);
       if (head.length > 0) socket.unshift(head);
       this.#serveTunnelHttp(socket, conn, { ip: d.ip, port, tls: false, ...(literal ? {} : { name: host }) });
@@ -338,7 +337,7 @@ export class EgressListenerServer {
     }
     this.#dial(d.ip, port, socket, head, {
       connected: () => {
-        socket.write(est);
+        socket.write(ESTABLISHED);
         respond(200);
       },
       failed: (timeout) => {
@@ -377,7 +376,10 @@ export class EgressListenerServer {
     const flows = this.#ctx.flows;
     const srcPeer: FlowPeer = { ip: conn.srcIp, port: conn.srcPort, identity: src };
     const dstPeer: FlowPeer = { ip: d.ip, port, identity: d.dst };
-    if (hello === undefined || socket.destroyed || !d.v.allowed || this.#parserOf(d.v) !== undefined) {
+    const term = d.v.egress?.terminatingTLS;
+    const parser = this.#parserOf(d.v);
+    // L7 rules need the TLS terminated (terminatingTLS) to see inside; DNS rules never tunnel.
+    if (hello === undefined || socket.destroyed || !d.v.allowed || parser === 'dns' || (parser === 'http' && !term)) {
       // The tunnel is reset: a request record and no response record (as l3DenyAction reset).
       const denied: Verdict = d.v.allowed ? { ...d.v, allowed: false, dropReason: 'POLICY_DENIED' } : d.v;
       flows.request(snap, srcPeer, dstPeer, info, denied, true);
@@ -386,7 +388,6 @@ export class EgressListenerServer {
     }
     flows.request(snap, srcPeer, dstPeer, info, d.v);
     const respond = (code: number) => flows.response(snap, srcPeer, dstPeer, info, d.v.type, code, start);
-    const term = d.v.egress?.terminatingTLS;
     if (term) {
       let opts: tls.TlsOptions;
       try {

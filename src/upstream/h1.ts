@@ -156,16 +156,17 @@ export class H1Upstream {
 
   /**
    * Forward one request. `headers` is a cleaned flat array (request-guard
-   * forwardHeaders) without Host; `authority` becomes the Host header.
+   * forwardHeaders) without Host; `authority` becomes the Host header. `whole`: the
+   * request body as one Buffer, when it had all arrived (in place of `ds.body`).
    */
-  forward(ds: Downstream, method: string, path: string, authority: string, headers: string[], cb: ForwardResult): void {
+  forward(ds: Downstream, method: string, path: string, authority: string, headers: string[], cb: ForwardResult, whole?: Buffer): void {
     headers.push('host', authority);
     const opts: Dispatcher.DispatchOptions & { servername?: string } = {
       origin: this.#origin,
       method: method as Dispatcher.HttpMethod,
       path,
       headers,
-      body: ds.body && ds.protocol === 'HTTP/2' ? detachable(ds.body as Readable) : ds.body,
+      body: whole ?? (ds.body && ds.protocol === 'HTTP/2' ? detachable(ds.body) : ds.body),
       // Do not reuse a connection whose response came early (CL.0 family).
       reset: false,
       idempotent: false,

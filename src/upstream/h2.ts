@@ -149,11 +149,7 @@ export class H2Upstream {
       },
     });
 
-    // A Buffer body (the whole HTTP/1 body, taken as it had arrived) is written at once.
-    const body = ds.body;
-    let relay: BodyRelay | undefined;
-    if (Buffer.isBuffer(body)) up.end(body);
-    else if (body) relay = new BodyRelay(body, up);
+    const relay = ds.body ? new BodyRelay(ds.body, up) : undefined;
 
     up.on('response', (headers, flags: number) => {
       gotResponse = true;

@@ -13,18 +13,24 @@ import * as tls from 'node:tls';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
-import { EgressHarness, KUBE_DNS, capturesOnOnePort, curl } from '../helpers/egress-harness.js';
+import { EgressHarness, KUBE_DNS, capturesOnOnePort, curl, startCapture } from '../helpers/egress-harness.js';
 import { tempDir } from '../helpers/tls-pki.js';
 
 const APP = { name: 'app', labels: { app: 'client' }, ip: '127.0.0.10' };
 const ca = makeCA({ commonName: 'destination CA' });
-const leaf = makeLeaf(ca, { dns: ['sni.example.test', 'other.example.test'] });
+const leaf = makeLeaf(ca, { dns: ['sni.example.test', 'other.example.test', 'tls.example.test'] });
+// serverNames with terminatingTLS: the SNI decides, then the tunnel is intercepted.
+const interceptCA = makeCA({ commonName: 'intercept CA' });
+const interceptLeaf = makeLeaf(interceptCA, { dns: ['tls.example.test'] });
 const dir = tempDir(t, 'l7w-egress-sni-');
 const caFile = join(dir, 'ca.pem');
 await writeFile(caFile, ca.certPem);
+const interceptCaFile = join(dir, 'intercept-ca.pem');
+await writeFile(interceptCaFile, interceptCA.certPem);
 
 const [dest] = await capturesOnOnePort(['127.0.0.80'], { kind: 'https', cert: leaf.certPem, key: leaf.keyPem });
 const PORT = dest!.port;
+const inspected = await startCapture('127.0.0.82', PORT, { kind: 'https', cert: leaf.certPem, key: leaf.keyPem });
 let accepted = 0;
 // Count TCP connections the destination accepts (a denied tunnel must make none).
 const countAt = net.createServer((s) => {
@@ -51,7 +57,18 @@ spec:
     toPorts:
     - ports: [{ port: "${PORT}", protocol: TCP }]
       serverNames: [sni.example.test]
+  - toFQDNs: [{ matchName: tls.example.test }]
+    toPorts:
+    - ports: [{ port: "${PORT}", protocol: TCP }]
+      serverNames: [tls.example.test]
+      terminatingTLS: { secret: { namespace: default, name: intercept } }
+      originatingTLS: { secret: { namespace: default, name: dest-ca } }
+      rules: { http: [{ method: GET, path: "/ok.*" }] }
 `,
+  secrets: {
+    'default/intercept': { 'tls.crt': interceptLeaf.certPem, 'tls.key': interceptLeaf.keyPem },
+    'default/dest-ca': { 'ca.crt': ca.certPem },
+  },
   extraListeners: `    - name: tproxy
       mode: egress
       address: 127.0.0.1:0
@@ -61,9 +78,11 @@ spec:
 h.dns.setRecord('sni.example.test', { a: ['127.0.0.80'] });
 h.dns.setRecord('other.example.test', { a: ['127.0.0.80'] });
 h.dns.setRecord('counted.example.test', { a: ['127.0.0.81'] });
+h.dns.setRecord('tls.example.test', { a: ['127.0.0.82'] });
 t.teardown(async () => {
   await h.close();
   await dest!.close();
+  await inspected.close();
   countAt.close();
 });
 const proxy = ['--interface', APP.ip, '-x', `http://127.0.0.1:${h.egressPort}`, '--cacert', caFile];
@@ -105,6 +124,17 @@ t.test('no SNI, or no TLS at all: reset, and no connection is dialled', async (t
   await Promise.race([new Promise((r) => plain.once('close', r)), new Promise((r) => setTimeout(r, 3000))]);
   t.ok(plain.destroyed, 'closed');
   t.equal(accepted, before, 'the destination never saw a connection');
+});
+
+t.test('serverNames with terminatingTLS: decided on the SNI, then intercepted and decided per request', async (t) => {
+  const via = ['--interface', APP.ip, '-x', `http://127.0.0.1:${h.egressPort}`, '--cacert', interceptCaFile];
+  const ok = await curl([...via, `https://tls.example.test:${PORT}/ok/1`]);
+  t.equal(ok.connectStatus, 200, ok.stderr);
+  t.equal(ok.status, 200, ok.stderr);
+  t.equal(ok.body, 'upstream:GET /ok/1 at 127.0.0.82');
+  const no = await curl([...via, `https://tls.example.test:${PORT}/nope`]);
+  t.equal(no.status, 403, 'the L7 rules apply inside');
+  t.same(inspected.requests.map((r) => r.url), ['/ok/1']);
 });
 
 t.test('transparent connections are decided on their SNI too', async (t) => {

@@ -1,0 +1,188 @@
+/**
+ * Concurrent A/B pairs (GitHub issues 4 and 5): two configurations loaded at the
+ * same time on the same core, each by its own load generator, so the VM's drift
+ * between runs (±20 % here) hits both alike and the rate ratio is the ratio of what
+ * one request costs each. Sequential runs cannot resolve a 10 % target on this
+ * machine; bench/http.ts does the same for the HTTP enforcement cost.
+ *
+ *   flows  HTTP/1.1 (wrk POST), h2c (h2load) and DNS (dnsperf): `l7warden run` with
+ *          the Star Wars / one-pattern DNS policy, flow log off vs on (a file);
+ *          target: flows cost ≤ 10 % of the rate (issue 5)
+ *   dns    the proxy with policy off (enforcement: never) vs the minimal Node UDP
+ *          forwarder (bench/lib-dns-fwd.ts); target: proxy-off ≥ node-fwd (issue 4)
+ *
+ * Placement as ANCHORS.md "pinned": load generators on cpu0, upstream and both
+ * targets on cpu1. PAIRS_ROUNDS (default 7) × PAIRS_SECONDS (default 3); medians.
+ */
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, placed, startProc as spawnReady, stop, run as runRaw, parseWrk } from './lib-proc.js';
+
+const ROUNDS = Number(process.env.PAIRS_ROUNDS ?? 7);
+const SECONDS = Number(process.env.PAIRS_SECONDS ?? 3);
+const PINNED = cpus().length >= 2;
+const TS = ['--import=@tapjs/typescript/import'];
+const CLI = join(ROOT, 'dist/cli/main.js');
+
+const server = (args: string[], re: RegExp, count = 1) => {
+  const [cmd, argv] = placed(PINNED, 1, 'node', args);
+  return spawnReady(cmd, argv, re, { count });
+};
+const load = (cmd: string, args: string[]) => {
+  const [c, a] = placed(PINNED, 0, cmd, args);
+  return runRaw(c, a, (SECONDS + 20) * 1000);
+};
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+const HTTP_PODS = `apiVersion: v1
+kind: Pod
+metadata: { name: deathstar, namespace: default, labels: { org: empire, class: deathstar } }
+status: { podIP: 127.0.0.20 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: tiefighter, namespace: default, labels: { org: empire, class: tiefighter } }
+status: { podIP: 127.0.0.1 }
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: rule1 }
+spec:
+  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
+  ingress:
+  - fromEndpoints: [{ matchLabels: { org: empire } }]
+    toPorts:
+    - ports: [{ port: "80", protocol: TCP }]
+      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
+`;
+const httpProxy = (up: number, flowLog: string) => `apiVersion: l7warden.io/v1alpha1
+kind: ProxyConfig
+metadata: { name: pairs }
+spec:
+  flowLog: { file: "${flowLog}" }
+  listeners:
+  - name: deathstar
+    mode: ingress
+    address: 127.0.0.1:0
+    endpoint: { namespace: default, pod: deathstar }
+    upstream: http://127.0.0.1:${up}
+    endpointPort: 80
+`;
+const DNS_PODS = `apiVersion: v1
+kind: Pod
+metadata: { name: kube-dns, namespace: kube-system, labels: { k8s-app: kube-dns } }
+status: { podIP: 127.0.0.53 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: client, namespace: default, labels: { app: client } }
+status: { podIP: 127.0.0.10 }
+`;
+const dnsPolicy = (up: number) => `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: client-dns, namespace: default }
+spec:
+  endpointSelector: { matchLabels: { app: client } }
+  egress:
+    - toEndpoints:
+        - matchLabels: { "k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns }
+      toPorts:
+        - ports: [{ port: "${up}", protocol: ANY }]
+          rules: { dns: [{ matchPattern: "*.example.test" }] }
+`;
+const dnsProxy = (up: number, enforcement: string, flowLog: string) => `apiVersion: l7warden.io/v1alpha1
+kind: ProxyConfig
+metadata: { name: pairs }
+spec:
+  enforcement: ${enforcement}
+  flowLog: { file: "${flowLog}" }
+  listeners:
+    - name: dns
+      mode: dns
+      address: 127.0.0.1:0
+      upstream: 127.0.0.1:${up}
+      serverEndpoint: { namespace: kube-system, pod: kube-dns }
+  limits:
+    dnsMaxInFlight: 1000
+`;
+
+async function configDir(base: string, name: string, files: Record<string, string>): Promise<string> {
+  const dir = join(base, name);
+  await mkdir(dir, { recursive: true });
+  for (const [f, text] of Object.entries(files)) if (text) await writeFile(join(dir, f), text);
+  return dir;
+}
+
+async function main(): Promise<void> {
+  const base = await mkdtemp(join(tmpdir(), 'l7w-pairs-'));
+  const procs: Awaited<ReturnType<typeof server>>[] = [];
+  try {
+    await writeFile(join(base, 'post.lua'), 'wrk.method = "POST"\nwrk.body = "x"\nwrk.headers["Host"] = "deathstar"\n');
+    await writeFile(join(base, 'body'), 'x');
+    await writeFile(join(base, 'names.txt'), Array.from({ length: 5000 }, (_, i) => `h${i + 1}.example.test A`).join('\n') + '\n');
+    const httpUp = await server([...TS, join(ROOT, 'bench/lib-http-upstream.ts')], /h[12] (\d+)/g, 2);
+    const dnsUp = await server([...TS, join(ROOT, 'bench/lib-dns-upstream.ts')], /^(\d+)$/m);
+    procs.push(httpUp, dnsUp);
+    const hu = httpUp.ports[0]!;
+    const du = dnsUp.ports[0]!;
+    const start = async (dir: string, re: RegExp) => {
+      const p = await server([CLI, 'run', '--no-watch', '--config', dir], re);
+      procs.push(p);
+      return p.ports[0]!;
+    };
+    const HTTP_RE = /listening: deathstar \(ingress\) on [\d.]+:(\d+)/;
+    const DNS_RE = /listening: dns \(dns\) on [\d.]+:(\d+)/;
+    const httpOff = await start(await configDir(base, 'http-off', { 'all.yaml': HTTP_PODS, 'proxy.yaml': httpProxy(hu, '') }), HTTP_RE);
+    const httpOn = await start(await configDir(base, 'http-on', { 'all.yaml': HTTP_PODS, 'proxy.yaml': httpProxy(hu, join(base, 'http-flows.json')) }), HTTP_RE);
+    const dnsFiles = (enf: string, log: string) => ({ 'pods.yaml': DNS_PODS, 'policy.yaml': dnsPolicy(du), 'proxy.yaml': dnsProxy(du, enf, log) });
+    const dnsOff = await start(await configDir(base, 'dns-off', dnsFiles('default', '')), DNS_RE);
+    const dnsOn = await start(await configDir(base, 'dns-on', dnsFiles('default', join(base, 'dns-flows.json'))), DNS_RE);
+    const dnsNever = await start(await configDir(base, 'dns-never', dnsFiles('never', '')), DNS_RE);
+    const fwd = await server([...TS, join(ROOT, 'bench/lib-dns-fwd.ts'), String(du)], /^(\d+)$/m);
+    procs.push(fwd);
+    const dnsFwd = fwd.ports[0]!;
+
+    const wrk = async (port: number) => parseWrk(await load('wrk', ['-t1', '-c16', `-d${SECONDS}s`, '-s', join(base, 'post.lua'), `http://127.0.0.1:${port}/v1/request-landing`])).rps;
+    const h2load = async (port: number) => {
+      const out = await load('h2load', ['-c4', '-m16', `-D${SECONDS}`, '-d', join(base, 'body'), `http://127.0.0.1:${port}/v1/request-landing`]);
+      return Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
+    };
+    const dnsperf = async (port: number) => {
+      const out = await load('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-a', '127.0.0.10', '-d', join(base, 'names.txt'), '-c1', '-T1', '-q50', '-l', String(SECONDS)]);
+      return Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+    };
+    const pairs: Array<{ name: string; a: string; b: string; run: () => Promise<[number, number]>; target: string; met: (r: number) => boolean }> = [
+      { name: 'flows HTTP/1.1', a: 'flow log off', b: 'flow log on', run: () => Promise.all([wrk(httpOff), wrk(httpOn)]), target: 'cost ≤ 10 %', met: (r) => r >= 0.9 },
+      { name: 'flows h2c', a: 'flow log off', b: 'flow log on', run: () => Promise.all([h2load(httpOff), h2load(httpOn)]), target: 'cost ≤ 10 %', met: (r) => r >= 0.9 },
+      { name: 'flows DNS', a: 'flow log off', b: 'flow log on', run: () => Promise.all([dnsperf(dnsOff), dnsperf(dnsOn)]), target: 'cost ≤ 10 %', met: (r) => r >= 0.9 },
+      { name: 'DNS pass-through', a: 'node-fwd', b: 'proxy-off', run: () => Promise.all([dnsperf(dnsFwd), dnsperf(dnsNever)]), target: 'proxy-off ≥ node-fwd', met: (r) => r >= 1 },
+    ];
+    const ratios = new Map<string, number[]>();
+    for (const p of pairs) await p.run(); // warm-up (JIT, pools), discarded
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const p of pairs) {
+        const [ra, rb] = await p.run();
+        (ratios.get(p.name) ?? ratios.set(p.name, []).get(p.name)!).push(rb / ra);
+        process.stderr.write(`round ${round + 1} ${p.name}: ${p.a} ${ra.toFixed(0)}/s, ${p.b} ${rb.toFixed(0)}/s\n`);
+      }
+    }
+    console.log(`\nConcurrent A/B (both loaded at once; ${PINNED ? 'load on cpu0, upstream + both targets on cpu1' : 'unpinned'}; ${ROUNDS} × ${SECONDS} s)\n`);
+    console.log('| pair | A | B | B/A rate (median) | per round | target | |');
+    console.log('|---|---|---|---:|---|---|---|');
+    for (const p of pairs) {
+      const xs = ratios.get(p.name)!;
+      const m = median(xs);
+      console.log(`| ${p.name} | ${p.a} | ${p.b} | ${m.toFixed(3)} | ${xs.map((x) => x.toFixed(2)).join(', ')} | ${p.target} | ${p.met(m) ? 'met' : 'NOT met'} |`);
+    }
+  } finally {
+    for (const p of procs) await stop(p.proc);
+    await rm(base, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
