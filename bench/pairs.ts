@@ -12,7 +12,8 @@
  *          forwarder (bench/lib-dns-fwd.ts); target: proxy-off ≥ node-fwd (issue 4)
  *
  * Placement as ANCHORS.md "pinned": load generators on cpu0, upstream and both
- * targets on cpu1. PAIRS_ROUNDS (default 7) × PAIRS_SECONDS (default 3); medians.
+ * targets on cpu1. PAIRS_ROUNDS (default 7) × PAIRS_SECONDS (default 3); medians;
+ * PAIRS_ONLY=flows (a substring of the pair names) runs some of them.
  */
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
@@ -20,6 +21,8 @@ import { join } from 'node:path';
 import { ROOT, placed, startProc as spawnReady, stop, run as runRaw, parseWrk } from './lib-proc.js';
 
 const ROUNDS = Number(process.env.PAIRS_ROUNDS ?? 7);
+/** PAIRS_ONLY=substring: only the pairs whose name contains it (e.g. "flows"). */
+const ONLY = process.env.PAIRS_ONLY ?? '';
 const SECONDS = Number(process.env.PAIRS_SECONDS ?? 3);
 const PINNED = cpus().length >= 2;
 const TS = ['--import=@tapjs/typescript/import'];
@@ -160,6 +163,7 @@ async function main(): Promise<void> {
       { name: 'DNS pass-through', a: 'node-fwd', b: 'proxy-off', run: () => Promise.all([dnsperf(dnsFwd), dnsperf(dnsNever)]), target: 'proxy-off ≥ node-fwd', met: (r) => r >= 1 },
     ];
     const ratios = new Map<string, number[]>();
+    pairs.splice(0, pairs.length, ...pairs.filter((p) => p.name.includes(ONLY)));
     for (const p of pairs) await p.run(); // warm-up (JIT, pools), discarded
     for (let round = 0; round < ROUNDS; round++) {
       for (const p of pairs) {

@@ -86,7 +86,9 @@ class DnsRecord {
       numJson(from.port) +
       ',"destination_port":' +
       numJson(to.port) +
+      '}}' +
       endpointPairJson(from.identity, to.identity, this.snapshot) +
+      ',"Type":"L7","node_name":' +
       this.node;
     if (r === undefined) {
       s +=

@@ -32,9 +32,8 @@ import {
   DROP_REASON_CODE,
   EVENT,
   LazyHeaders,
-  endpointJson,
+  endpointPairJson,
   grpcNames,
-  ipVersion,
   isoTimeJson,
   newUuid,
   numJson,
@@ -106,68 +105,80 @@ class HttpRecord {
   }
 
   /**
-   * The record's JSON line, built as text: the endpoints and policies are
-   * pre-serialised fragments (per snapshot and identity / rule), only the variable
-   * strings go through JSON.stringify. Byte for byte what JSON.stringify of the
-   * Hubble object (key order as listed in the module comment) gives.
+   * The record's JSON line, built as text in few, long pieces (a line costs mostly
+   * per piece, once to concatenate and once to flatten it for the file): literal
+   * runs, the endpoint pair and policy fragments cached per snapshot, JSON.stringify
+   * only for method, URL, names and header values. Byte for byte what the
+   * field-by-field builder in test/observe/http-record.test.ts gives. IPs and the
+   * protocol need no escaping (socket addresses, our own constants).
    */
   toLine(): string {
     const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const reply = this.kind === Kind.Response;
+    const conn = this.kind === Kind.Connection;
     // Responses go from the destination back to the source (Hubble swaps them).
     const from = reply ? this.dst : this.src;
     const to = reply ? this.src : this.dst;
     const v = this.v;
-    const dropped = v !== undefined && !v.allowed;
-    const reason = dropped ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
-    let s = `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"${dropped ? 'DROPPED' : 'FORWARDED'}"`;
-    if (reason) s += `,"drop_reason":${DROP_REASON_CODE[reason]}`;
-    s +=
-      `,"IP":{"source":${JSON.stringify(from.ip)},"destination":${JSON.stringify(to.ip)},"ipVersion":"${ipVersion(from.ip)}"}` +
-      `,"l4":{"${this.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}${this.kind === Kind.Connection ? ',"flags":{"SYN":true}' : ''}}}` +
-      `,"source":${endpointJson(from.identity, this.snapshot)},"destination":${endpointJson(to.identity, this.snapshot)}`;
-    if (this.names !== undefined && this.names.length > 0) s += `,"${reply ? 'source_names' : 'destination_names'}":${JSON.stringify(this.names)}`;
-    s += `,"Type":"${this.type}","node_name":${this.node}`;
+    const reason = v !== undefined && !v.allowed ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
+    let s =
+      (reason
+        ? `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"DROPPED","drop_reason":${DROP_REASON_CODE[reason]},"IP":{"source":"`
+        : `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"FORWARDED","IP":{"source":"`) +
+      from.ip +
+      '","destination":"' +
+      to.ip +
+      (from.ip.includes(':') ? (this.transport === 'TCP' ? IP6_TCP : IP6_UDP) : this.transport === 'TCP' ? IP4_TCP : IP4_UDP) +
+      numJson(from.port) +
+      ',"destination_port":' +
+      numJson(to.port) +
+      (conn ? ',"flags":{"SYN":true}}}' : '}}') +
+      endpointPairJson(from.identity, to.identity, this.snapshot);
+    if (this.names !== undefined && this.names.length > 0) s += (reply ? ',"source_names":' : ',"destination_names":') + JSON.stringify(this.names);
+    s += (this.type === 'L7' ? ',"Type":"L7","node_name":' : ',"Type":"L3_L4","node_name":') + this.node;
     const h = this.http;
     let summary: string;
     if (h) {
-      let http = reply ? `{"code":${numJson(this.code)},` : '{';
-      http += `"method":${JSON.stringify(h.method)},"url":${JSON.stringify(h.url)},"protocol":"${h.protocol}"`;
-      if (!reply && h.headers) http += `,"headers":${new LazyHeaders(h.headers, this.redact).json()}`;
+      const method = JSON.stringify(h.method);
+      const url = JSON.stringify(h.url);
+      s += reply
+        ? ',"l7":{"type":"RESPONSE","latency_ns":"' + this.latencyNs + '","http":{"code":' + numJson(this.code) + ',"method":' + method + ',"url":' + url + ',"protocol":"' + h.protocol + '"'
+        : ',"l7":{"type":"REQUEST","http":{"method":' + method + ',"url":' + url + ',"protocol":"' + h.protocol + '"';
+      if (!reply && h.headers) s += ',"headers":' + new LazyHeaders(h.headers, this.redact).json();
       if (h.grpc) {
         const g = grpcNames(h.url);
         if (g) {
-          http += `,"grpc":{"service":${JSON.stringify(g.service)},"method":${JSON.stringify(g.method)}`;
-          http += this.grpcStatus !== undefined && reply ? `,"status":${numJson(this.grpcStatus)}}` : '}';
+          s += ',"grpc":{"service":' + JSON.stringify(g.service) + ',"method":' + JSON.stringify(g.method);
+          s += this.grpcStatus !== undefined && reply ? ',"status":' + numJson(this.grpcStatus) + '}' : '}';
         }
       }
-      s += reply
-        ? `,"l7":{"type":"RESPONSE","latency_ns":"${this.latencyNs}","http":${http}}}`
-        : `,"l7":{"type":"REQUEST","http":${http}}}`;
+      s += '}}';
+      // JSON of `${protocol} ${method} ${url}` is the pieces' JSON without their quotes.
       summary = reply
-        ? `${h.protocol} ${this.code} ${this.latencyNs / 1_000_000n}ms (${h.method} ${h.url})`
-        : `${h.protocol} ${h.method} ${h.url}`;
+        ? '"' + h.protocol + ' ' + numJson(this.code) + ' ' + this.latencyNs / 1_000_000n + 'ms (' + method.slice(1, -1) + ' ' + url.slice(1, -1) + ')"'
+        : '"' + h.protocol + ' ' + method.slice(1, -1) + ' ' + url.slice(1, -1) + '"';
     } else {
-      summary = `${this.transport} Flags: SYN`;
+      summary = this.transport === 'TCP' ? '"TCP Flags: SYN"' : '"UDP Flags: SYN"';
     }
     // An L3/L4 denial answered with a reset (or a bare connection decision) is a
     // datapath-style drop / policy-verdict event; everything with an HTTP exchange
     // is an L7 access-log event (129).
-    if (reason && (this.reset || this.kind === Kind.Connection)) {
-      s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
-    } else if (this.kind === Kind.Connection) {
-      s += `,"event_type":{"type":${EVENT.policyVerdict}}`;
-    } else {
-      s += `,"event_type":{"type":${EVENT.l7}}`;
-    }
-    s += `,"traffic_direction":"${this.direction}"`;
+    if (reason && (this.reset || conn)) s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
+    else s += conn ? `,"event_type":{"type":${EVENT.policyVerdict}}` : `,"event_type":{"type":${EVENT.l7}}`;
+    s += this.direction === 'INGRESS' ? ',"traffic_direction":"INGRESS"' : ',"traffic_direction":"EGRESS"';
     if (reason) s += `,"drop_reason_desc":"${reason}"`;
-    s += `,"is_reply":${reply},"Summary":${JSON.stringify(summary)}`;
+    s += (reply ? ',"is_reply":true,"Summary":' : ',"is_reply":false,"Summary":') + summary;
     if (v && !reply) s += policyFieldsJson(v, this.snapshot.version);
-    return `${s}},"node_name":${this.node},"time":${time}}`;
+    return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }
+
+// `","ipVersion":…,"l4":{…` after the destination IP, by IP version and transport.
+const IP4_TCP = '","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":';
+const IP4_UDP = '","ipVersion":"IPv4"},"l4":{"UDP":{"source_port":';
+const IP6_TCP = '","ipVersion":"IPv6"},"l4":{"TCP":{"source_port":';
+const IP6_UDP = '","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":';
 
 export class HttpFlowRecorder {
   readonly #metrics: Metrics | undefined;

@@ -87,8 +87,8 @@ export function endpointJson(id: Identity, snapshot: PolicySnapshot): string {
 }
 
 /**
- * `}},"source":<from>,"destination":<to>,"Type":"L7","node_name":` — the run of a
- * DNS record between its l4 ports and the node name, made once per endpoint pair.
+ * `,"source":<from>,"destination":<to>`: a record's two endpoints as one fragment,
+ * made once per endpoint pair (a line costs per piece: see dns/flow.ts).
  */
 export function endpointPairJson(from: Identity, to: Identity, snapshot: PolicySnapshot): string {
   const a = endpointEntry(from, snapshot);
@@ -96,7 +96,7 @@ export function endpointPairJson(from: Identity, to: Identity, snapshot: PolicyS
   const pairs = (a.pairs ??= new Map());
   let p = pairs.get(b);
   if (p === undefined) {
-    p = `}},"source":${(a.json ??= JSON.stringify(a.e))},"destination":${(b.json ??= JSON.stringify(b.e))},"Type":"L7","node_name":`;
+    p = `,"source":${(a.json ??= JSON.stringify(a.e))},"destination":${(b.json ??= JSON.stringify(b.e))}`;
     if (pairs.size < 1024) pairs.set(b, p);
   }
   return p;
@@ -223,6 +223,18 @@ function canonical(k: string): string {
   return c;
 }
 
+const keyJsonCache = new Map<string, string>();
+const REDACTED_JSON = JSON.stringify(REDACTED);
+/** `{"key":"<Key>","value":` for a canonical header key. */
+function keyJson(key: string): string {
+  let j = keyJsonCache.get(key);
+  if (j === undefined) {
+    j = `{"key":${JSON.stringify(key)},"value":`;
+    if (keyJsonCache.size < 4096) keyJsonCache.set(key, j);
+  }
+  return j;
+}
+
 /** Header names whose values never reach a flow record (lowercase). */
 export const DEFAULT_REDACTED_HEADERS: readonly string[] = ['authorization', 'cookie', 'proxy-authorization', 'set-cookie'];
 
@@ -278,13 +290,13 @@ export class LazyHeaders {
     return out;
   }
 
-  /** `JSON.stringify(this)`, without the intermediate objects where it can. */
+  /** `JSON.stringify(this)`, with each key's `{"key":…,"value":` made once per name. */
   json(): string {
     const list = this.toJSON();
     let s = '[';
     for (let i = 0; i < list.length; i++) {
       const h = list[i]!;
-      s += `${i === 0 ? '' : ','}{"key":${JSON.stringify(h.key)},"value":${JSON.stringify(h.value)}}`;
+      s += (i === 0 ? '' : ',') + keyJson(h.key) + (h.value === REDACTED ? REDACTED_JSON : JSON.stringify(h.value)) + '}';
     }
     return s + ']';
   }
