@@ -16,7 +16,7 @@ import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { FlowSink } from '../observe/sink.js';
 import type { Metrics } from '../observe/metrics.js';
 import { rcodeName } from '../observe/metrics.js';
-import { DROP_REASON_CODE, endpointPairJson, isoTimeJson, newUuid, numJson, policyFieldsJson } from '../observe/hubble.js';
+import { DROP_REASON_CODE, endpointPairJson, ipL4Json, isoTimeJson, newUuid, numJson, policyFieldsJson } from '../observe/hubble.js';
 
 export interface DnsPeer {
   readonly ip: string;
@@ -82,7 +82,7 @@ class DnsRecord {
       from.ip +
       '","destination":"' +
       to.ip +
-      (from.ip.includes(':') ? (this.transport === 'UDP' ? IP6_UDP : IP6_TCP) : this.transport === 'UDP' ? IP4_UDP : IP4_TCP) +
+      ipL4Json(from.ip, this.transport) +
       numJson(from.port) +
       ',"destination_port":' +
       numJson(to.port) +
@@ -119,12 +119,6 @@ class DnsRecord {
     return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }
-
-// `"},"l4":{…` after the destination IP, by IP version and transport.
-const IP4_UDP = '","ipVersion":"IPv4"},"l4":{"UDP":{"source_port":';
-const IP4_TCP = '","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":';
-const IP6_UDP = '","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":';
-const IP6_TCP = '","ipVersion":"IPv6"},"l4":{"TCP":{"source_port":';
 
 export class DnsFlowRecorder {
   readonly #metrics: Metrics | undefined;

@@ -34,6 +34,7 @@ import {
   LazyHeaders,
   endpointPairJson,
   grpcNames,
+  ipL4Json,
   isoTimeJson,
   newUuid,
   numJson,
@@ -129,7 +130,7 @@ class HttpRecord {
       from.ip +
       '","destination":"' +
       to.ip +
-      (from.ip.includes(':') ? (this.transport === 'TCP' ? IP6_TCP : IP6_UDP) : this.transport === 'TCP' ? IP4_TCP : IP4_UDP) +
+      ipL4Json(from.ip, this.transport) +
       numJson(from.port) +
       ',"destination_port":' +
       numJson(to.port) +
@@ -173,12 +174,6 @@ class HttpRecord {
     return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }
-
-// `","ipVersion":…,"l4":{…` after the destination IP, by IP version and transport.
-const IP4_TCP = '","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":';
-const IP4_UDP = '","ipVersion":"IPv4"},"l4":{"UDP":{"source_port":';
-const IP6_TCP = '","ipVersion":"IPv6"},"l4":{"TCP":{"source_port":';
-const IP6_UDP = '","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":';
 
 export class HttpFlowRecorder {
   readonly #metrics: Metrics | undefined;

@@ -179,6 +179,19 @@ export function isoTimeJson(ms: number): string {
   return isoText;
 }
 
+const IP_L4 = {
+  IPv4: { TCP: '","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":', UDP: '","ipVersion":"IPv4"},"l4":{"UDP":{"source_port":' },
+  IPv6: { TCP: '","ipVersion":"IPv6"},"l4":{"TCP":{"source_port":', UDP: '","ipVersion":"IPv6"},"l4":{"UDP":{"source_port":' },
+} as const;
+
+/**
+ * What follows a line's destination IP up to the source port, as one literal:
+ * `","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":` (by the source's IP version).
+ */
+export function ipL4Json(fromIp: string, transport: 'TCP' | 'UDP'): string {
+  return IP_L4[ipVersion(fromIp)][transport];
+}
+
 /** A number as JSON.stringify writes it (non-finite: null). */
 export function numJson(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
