@@ -17,7 +17,8 @@
  * cpu0, upstream and target on cpu1 (HTTP_BENCH_PLACEMENT=shared pins nothing).
  * HTTP_BENCH_PROXY_ARGS adds node flags to the proxy processes (--cpu-prof …).
  * HTTP_BENCH_MODE=ab runs only the concurrent A/B below (a quick check while working
- * on the cost); HTTP_BENCH_PROTOCOLS=h1 or h2 runs one protocol.
+ * on the cost); HTTP_BENCH_PROTOCOLS=h1 or h2 runs one protocol. Last, the p99 at half
+ * load as an A/B (HTTP_BENCH_HALF_PAIRS alternating back-to-back pairs, default 6).
  * HTTP_BENCH_ROUNDS (default 1) repeats everything (the target order rotating each
  * round), medians reported; ratios and p99 differences are medians of per-round pairs.
  * Then, each round, the concurrent A/B (concurrentPair below): proxy-off and proxy-1
@@ -44,6 +45,8 @@ const TS = ['--import=@tapjs/typescript/import'];
 const PROXY_ARGS = (process.env.HTTP_BENCH_PROXY_ARGS ?? '').split(' ').filter(Boolean);
 /** HTTP_BENCH_MODE=ab: only the concurrent A/B (quick checks while working on the cost). */
 const AB_ONLY = process.env.HTTP_BENCH_MODE === 'ab';
+/** HTTP_BENCH_HALF_PAIRS (default 6, 0 = none): alternating half-load pairs for the p99 A/B. */
+const HALF_PAIRS = Number(process.env.HTTP_BENCH_HALF_PAIRS ?? 6);
 /** HTTP_BENCH_PROTOCOLS=h1 or h2: one protocol only. */
 const PROTOCOLS = (process.env.HTTP_BENCH_PROTOCOLS ?? 'h1,h2').split(',').filter((p): p is 'h1' | 'h2' => p === 'h1' || p === 'h2');
 const HZ = 100;
@@ -318,6 +321,30 @@ async function main(): Promise<void> {
       }
     }
   }
+  // p99 at half load, A/B: proxy-off and an enforcing proxy in alternating back-to-back
+  // runs at the same rate (the order flips each pair), median of the paired
+  // differences. The per-round column above compares runs taken minutes apart, after
+  // other targets' saturation runs, and drifts by ±2 ms on this VM.
+  const halfPairs = new Map<string, number[]>();
+  const offT = active.find((t) => t.name === 'proxy-off');
+  for (const proto of offT && HALF_PAIRS > 0 ? PROTOCOLS : []) {
+    const saturated = results.get(`proxy-off/${proto}`)?.map((r) => r.rps) ?? [(await saturate(proto, proto === 'h1' ? offT!.h1 : offT!.h2, base, offT!.pid)).rps];
+    const rate = Math.max(100, Math.floor(median(saturated) / 2));
+    for (const t of active) {
+      if (t.name !== 'proxy-1' && t.name !== 'proxy-1000') continue;
+      const key = `${t.name}/${proto}`;
+      for (let k = 0; k < HALF_PAIRS; k++) {
+        const portOf = (x: typeof t) => (proto === 'h1' ? x.h1 : x.h2);
+        const first = k % 2 === 0 ? offT! : t;
+        const second = k % 2 === 0 ? t : offT!;
+        const a = await halfLoad(proto, portOf(first), base, rate);
+        const b = await halfLoad(proto, portOf(second), base, rate);
+        const [off, enf] = k % 2 === 0 ? [a, b] : [b, a];
+        (halfPairs.get(key) ?? halfPairs.set(key, []).get(key)!).push(enf.p99 - off.p99);
+        process.stderr.write(`  half-load A/B ${key} @${rate}/s: p99 ${enf.p99.toFixed(2)} vs proxy-off ${off.p99.toFixed(2)} ms\n`);
+      }
+    }
+  }
   for (const t of targets) if (t.proc) await stop(t.proc);
   await stop(fwd.proc);
   await stop(upstream.proc);
@@ -345,6 +372,16 @@ async function main(): Promise<void> {
           `${offs.length ? signed(median(dP99)) : '–'} | ` +
           `${t.pid ? median(rs.map((r) => r.cpuUs)).toFixed(1) : '–'} | ${rs.reduce((a, r) => a + r.errors, 0)} |`,
       );
+    }
+  }
+  if (halfPairs.size > 0) {
+    console.log(`\np99 at half load, A/B: proxy-off and the enforcing proxy in ${HALF_PAIRS} alternating back-to-back pairs at the same rate (target ≤ +1 ms)\n`);
+    console.log('| target | protocol | Δp99 vs proxy-off (median of pairs) | per pair | target |');
+    console.log('|---|---|---:|---|---|');
+    for (const [key, xs] of halfPairs) {
+      const [name, proto] = key.split('/');
+      const m = median(xs);
+      console.log(`| ${name} | ${proto === 'h1' ? 'HTTP/1.1' : 'h2c'} | ${signed(m)} | ${xs.map((x) => signed(x)).join(', ')} | ${m <= 1 ? 'met' : 'NOT met'} |`);
     }
   }
   if (pairs.size > 0) {
