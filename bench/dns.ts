@@ -33,6 +33,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { placed as placedOn, startProc as spawnReady, stop, run, procTicks } from './lib-proc.js';
+import { DNS_CLIENT_IP, dnsConfigFiles } from './lib-configs.js';
 import { mkdtemp, rm, writeFile, readFile, readdir } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -47,7 +48,7 @@ const PROXY_ARGS = (process.env.DNS_BENCH_PROXY_ARGS ?? '').split(' ').filter(Bo
 /** The proxy's entry point (default dist/cli/main.js; another build for A/B comparisons). */
 const PROXY_MAIN = process.env.DNS_BENCH_PROXY_MAIN ?? 'dist/cli/main.js';
 const PINNED = (process.env.DNS_BENCH_PLACEMENT ?? 'pinned') === 'pinned' && cpus().length >= 2;
-const CLIENT_IP = '127.0.0.10';
+const CLIENT_IP = DNS_CLIENT_IP;
 const TS = ['--import=@tapjs/typescript/import'];
 const HZ = 100; // USER_HZ: /proc clock ticks per second
 
@@ -193,57 +194,6 @@ async function check(port: number, enforcing: boolean): Promise<string | undefin
   return undefined;
 }
 
-function configFor(upstreamPort: number, mode: 'off' | number): { files: Record<string, string> } {
-  const pods = `apiVersion: v1
-kind: Pod
-metadata: { name: kube-dns, namespace: kube-system, labels: { k8s-app: kube-dns } }
-status: { podIP: 127.0.0.53 }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: client, namespace: default, labels: { app: client } }
-status: { podIP: ${CLIENT_IP} }
-`;
-  const rules: string[] = [];
-  if (mode !== 'off') {
-    for (let i = 1; i < mode; i++) rules.push(`              - matchPattern: "*.zone${i}.example.org"`);
-    rules.push(`              - matchPattern: "*.example.test"`);
-  }
-  const policy =
-    mode === 'off'
-      ? ''
-      : `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: client-dns, namespace: default }
-spec:
-  endpointSelector: { matchLabels: { app: client } }
-  egress:
-    - toEndpoints:
-        - matchLabels: { "k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns }
-      toPorts:
-        - ports: [{ port: "${upstreamPort}", protocol: ANY }]
-          rules:
-            dns:
-${rules.join('\n')}
-`;
-  const proxy = `apiVersion: l7warden.io/v1alpha1
-kind: ProxyConfig
-metadata: { name: bench }
-spec:
-  enforcement: ${mode === 'off' ? 'never' : 'default'}
-  flowLog: { file: "${process.env.DNS_BENCH_FLOW_LOG ?? ""}" }
-  listeners:
-    - name: dns
-      mode: dns
-      address: 127.0.0.1:0
-      upstream: 127.0.0.1:${upstreamPort}
-      serverEndpoint: { namespace: kube-system, pod: kube-dns }
-  limits:
-    dnsMaxInFlight: 1000
-`;
-  return { files: { 'pods.yaml': pods, 'policy.yaml': policy, 'proxy.yaml': proxy } };
-}
-
 interface Target {
   name: string;
   policy: string;
@@ -286,7 +236,7 @@ async function main(): Promise<void> {
       if (!want(name)) continue;
       const cdir = join(dir, `cfg-${mode}`);
       await run('mkdir', ['-p', cdir], 5000);
-      for (const [f, text] of Object.entries(configFor(up.port, mode).files)) await writeFile(join(cdir, f), text);
+      for (const [f, text] of Object.entries(dnsConfigFiles(up.port, mode, process.env.DNS_BENCH_FLOW_LOG ?? ''))) await writeFile(join(cdir, f), text);
       const p = await startProc([...PROXY_ARGS, PROXY_MAIN, 'run', '--config', cdir], /listening: dns \(dns\) on [\d.]+:(\d+)/);
       targets.push({
         name,

@@ -30,6 +30,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { ROOT, placed, startProc as spawnReady, stop, run as runRaw, procTicks, parseWrk } from './lib-proc.js';
+import { STARWARS_POLICY, deathstarProxy, starWarsPods } from './lib-configs.js';
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -169,32 +170,6 @@ async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: str
   return [ra, rb];
 }
 
-const PODS = (tieIp: string) => `
-apiVersion: v1
-kind: Pod
-metadata: { name: deathstar, namespace: default, labels: { org: empire, class: deathstar } }
-spec: { containers: [{ name: d, image: x, ports: [{ containerPort: 80 }] }] }
-status: { podIP: 127.0.0.20 }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: tiefighter, namespace: default, labels: { org: empire, class: tiefighter } }
-spec: { containers: [{ name: s, image: x }] }
-status: { podIP: ${tieIp} }
-`;
-
-const STARWARS = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: rule1 }
-spec:
-  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
-  ingress:
-  - fromEndpoints: [{ matchLabels: { org: empire } }]
-    toPorts:
-    - ports: [{ port: "80", protocol: TCP }]
-      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
-`;
-
 function filler(n: number): string {
   const docs: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -213,29 +188,13 @@ spec:
   return docs.join('---\n');
 }
 
-function proxyYaml(upstreamPort: number): string {
-  return `apiVersion: l7warden.io/v1alpha1
-kind: ProxyConfig
-metadata: { name: bench }
-spec:
-  flowLog: { file: "${process.env.HTTP_BENCH_FLOW_LOG ?? ""}" }
-  listeners:
-  - name: deathstar
-    mode: ingress
-    address: 127.0.0.1:0
-    endpoint: { namespace: default, pod: deathstar }
-    upstream: http://127.0.0.1:${upstreamPort}
-    endpointPort: 80
-`;
-}
-
 async function configDir(base: string, name: string, upstreamPort: number, policies: number): Promise<string> {
   const dir = join(base, name);
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'pods.yaml'), PODS('127.0.0.1'));
-  await writeFile(join(dir, 'proxy.yaml'), proxyYaml(upstreamPort));
-  if (policies >= 1) await writeFile(join(dir, 'policy.yaml'), STARWARS);
+  await writeFile(join(dir, 'pods.yaml'), starWarsPods('127.0.0.1'));
+  await writeFile(join(dir, 'proxy.yaml'), deathstarProxy(upstreamPort, process.env.HTTP_BENCH_FLOW_LOG ?? ''));
+  if (policies >= 1) await writeFile(join(dir, 'policy.yaml'), STARWARS_POLICY);
   if (policies > 1) await writeFile(join(dir, 'filler.yaml'), filler(policies - 1));
   return dir;
 }

@@ -19,6 +19,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, placed, startProc as spawnReady, stop, run as runRaw, parseWrk } from './lib-proc.js';
+import { DNS_CLIENT_IP, STARWARS_POLICY, deathstarProxy, dnsConfigFiles, starWarsPods } from './lib-configs.js';
 
 const ROUNDS = Number(process.env.PAIRS_ROUNDS ?? 7);
 /** PAIRS_ONLY=substring: only the pairs whose name contains it (e.g. "flows"). */
@@ -38,78 +39,6 @@ const load = (cmd: string, args: string[]) => {
 };
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-const HTTP_PODS = `apiVersion: v1
-kind: Pod
-metadata: { name: deathstar, namespace: default, labels: { org: empire, class: deathstar } }
-status: { podIP: 127.0.0.20 }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: tiefighter, namespace: default, labels: { org: empire, class: tiefighter } }
-status: { podIP: 127.0.0.1 }
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: rule1 }
-spec:
-  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
-  ingress:
-  - fromEndpoints: [{ matchLabels: { org: empire } }]
-    toPorts:
-    - ports: [{ port: "80", protocol: TCP }]
-      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
-`;
-const httpProxy = (up: number, flowLog: string) => `apiVersion: l7warden.io/v1alpha1
-kind: ProxyConfig
-metadata: { name: pairs }
-spec:
-  flowLog: { file: "${flowLog}" }
-  listeners:
-  - name: deathstar
-    mode: ingress
-    address: 127.0.0.1:0
-    endpoint: { namespace: default, pod: deathstar }
-    upstream: http://127.0.0.1:${up}
-    endpointPort: 80
-`;
-const DNS_PODS = `apiVersion: v1
-kind: Pod
-metadata: { name: kube-dns, namespace: kube-system, labels: { k8s-app: kube-dns } }
-status: { podIP: 127.0.0.53 }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: client, namespace: default, labels: { app: client } }
-status: { podIP: 127.0.0.10 }
-`;
-const dnsPolicy = (up: number) => `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: client-dns, namespace: default }
-spec:
-  endpointSelector: { matchLabels: { app: client } }
-  egress:
-    - toEndpoints:
-        - matchLabels: { "k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns }
-      toPorts:
-        - ports: [{ port: "${up}", protocol: ANY }]
-          rules: { dns: [{ matchPattern: "*.example.test" }] }
-`;
-const dnsProxy = (up: number, enforcement: string, flowLog: string) => `apiVersion: l7warden.io/v1alpha1
-kind: ProxyConfig
-metadata: { name: pairs }
-spec:
-  enforcement: ${enforcement}
-  flowLog: { file: "${flowLog}" }
-  listeners:
-    - name: dns
-      mode: dns
-      address: 127.0.0.1:0
-      upstream: 127.0.0.1:${up}
-      serverEndpoint: { namespace: kube-system, pod: kube-dns }
-  limits:
-    dnsMaxInFlight: 1000
-`;
 
 async function configDir(base: string, name: string, files: Record<string, string>): Promise<string> {
   const dir = join(base, name);
@@ -137,12 +66,12 @@ async function main(): Promise<void> {
     };
     const HTTP_RE = /listening: deathstar \(ingress\) on [\d.]+:(\d+)/;
     const DNS_RE = /listening: dns \(dns\) on [\d.]+:(\d+)/;
-    const httpOff = await start(await configDir(base, 'http-off', { 'all.yaml': HTTP_PODS, 'proxy.yaml': httpProxy(hu, '') }), HTTP_RE);
-    const httpOn = await start(await configDir(base, 'http-on', { 'all.yaml': HTTP_PODS, 'proxy.yaml': httpProxy(hu, join(base, 'http-flows.json')) }), HTTP_RE);
-    const dnsFiles = (enf: string, log: string) => ({ 'pods.yaml': DNS_PODS, 'policy.yaml': dnsPolicy(du), 'proxy.yaml': dnsProxy(du, enf, log) });
-    const dnsOff = await start(await configDir(base, 'dns-off', dnsFiles('default', '')), DNS_RE);
-    const dnsOn = await start(await configDir(base, 'dns-on', dnsFiles('default', join(base, 'dns-flows.json'))), DNS_RE);
-    const dnsNever = await start(await configDir(base, 'dns-never', dnsFiles('never', '')), DNS_RE);
+    const httpFiles = (log: string) => ({ 'pods.yaml': starWarsPods('127.0.0.1'), 'policy.yaml': STARWARS_POLICY, 'proxy.yaml': deathstarProxy(hu, log) });
+    const httpOff = await start(await configDir(base, 'http-off', httpFiles('')), HTTP_RE);
+    const httpOn = await start(await configDir(base, 'http-on', httpFiles(join(base, 'http-flows.json'))), HTTP_RE);
+    const dnsOff = await start(await configDir(base, 'dns-off', dnsConfigFiles(du, 1)), DNS_RE);
+    const dnsOn = await start(await configDir(base, 'dns-on', dnsConfigFiles(du, 1, join(base, 'dns-flows.json'))), DNS_RE);
+    const dnsNever = await start(await configDir(base, 'dns-never', dnsConfigFiles(du, 'off')), DNS_RE);
     const fwd = await server([...TS, join(ROOT, 'bench/lib-dns-fwd.ts'), String(du)], /^(\d+)$/m);
     procs.push(fwd);
     const dnsFwd = fwd.ports[0]!;
@@ -153,7 +82,7 @@ async function main(): Promise<void> {
       return Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
     };
     const dnsperf = async (port: number) => {
-      const out = await load('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-a', '127.0.0.10', '-d', join(base, 'names.txt'), '-c1', '-T1', '-q50', '-l', String(SECONDS)]);
+      const out = await load('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-a', DNS_CLIENT_IP, '-d', join(base, 'names.txt'), '-c1', '-T1', '-q50', '-l', String(SECONDS)]);
       return Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
     };
     const pairs: Array<{ name: string; a: string; b: string; run: () => Promise<[number, number]>; target: string; met: (r: number) => boolean }> = [

@@ -15,6 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { ROOT, startProc as spawnReady, stop, run, parseWrk, track } from './lib-proc.js';
+import { STARWARS_POLICY, deathstarProxy, starWarsPods } from './lib-configs.js';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -54,42 +55,6 @@ async function saturate(port: number, lua: string): Promise<Result> {
   return { rps, p50, p99, errors };
 }
 
-const PODS = `apiVersion: v1
-kind: Pod
-metadata: { name: deathstar, namespace: default, labels: { org: empire, class: deathstar } }
-spec: { containers: [{ name: d, image: x, ports: [{ containerPort: 80 }] }] }
-status: { podIP: 10.0.0.20 }
----
-apiVersion: v1
-kind: Pod
-metadata: { name: tiefighter, namespace: default, labels: { org: empire, class: tiefighter } }
-spec: { containers: [{ name: t, image: x }] }
-status: { podIP: 127.0.0.1 }
-`;
-const POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: rule1 }
-spec:
-  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
-  ingress:
-  - fromEndpoints: [{ matchLabels: { org: empire } }]
-    toPorts:
-    - ports: [{ port: "80", protocol: TCP }]
-      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
-`;
-const proxyYaml = (up: number) => `apiVersion: l7warden.io/v1alpha1
-kind: ProxyConfig
-metadata: { name: bench }
-spec:
-  flowLog: { file: "" }
-  listeners:
-  - name: deathstar
-    mode: ingress
-    address: 127.0.0.1:0
-    endpoint: { namespace: default, pod: deathstar }
-    upstream: http://127.0.0.1:${up}
-    endpointPort: 80
-`;
 // The closest HAProxy analogue of the L7 rule: POST + exact path from the tiefighter's address.
 const haproxyCfg = (threads: number, port: number, up: number) => `global
   nbthread ${threads}
@@ -133,9 +98,9 @@ async function main(): Promise<void> {
     const up = upstream.port;
     const cfg = join(base, 'config');
     await mkdir(cfg, { recursive: true });
-    await writeFile(join(cfg, 'pods.yaml'), PODS);
-    await writeFile(join(cfg, 'policy.yaml'), POLICY);
-    await writeFile(join(cfg, 'proxy.yaml'), proxyYaml(up));
+    await writeFile(join(cfg, 'pods.yaml'), starWarsPods('127.0.0.1'));
+    await writeFile(join(cfg, 'policy.yaml'), STARWARS_POLICY);
+    await writeFile(join(cfg, 'proxy.yaml'), deathstarProxy(up));
     const haVersion = (await run('haproxy', ['-v'], 5000)).split('\n')[0] ?? '';
 
     /** `open`: no policy (the PUT is not refused). */
