@@ -5,7 +5,8 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { createWriteStream } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -50,7 +51,11 @@ export function startProc(
     track(proc);
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready in ${timeoutMs / 1000} s\n${buf}`)), timeoutMs);
+    // BENCH_PROC_LOG_DIR: each process's output also goes to <dir>/<pid>.log (--trace-gc …).
+    const log = process.env.BENCH_PROC_LOG_DIR ? createWriteStream(join(process.env.BENCH_PROC_LOG_DIR, `${proc.pid}.log`)) : undefined;
     const onData = (d: Buffer) => {
+      log?.write(d);
+      if (buf.length > 65_536) return; // ready long since: keep no more
       buf += d.toString();
       const ports = [...buf.matchAll(global)].map((m) => Number(m[1]));
       if (ports.length >= count) {
