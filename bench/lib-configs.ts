@@ -3,6 +3,7 @@
  * the Star Wars ingress (deathstar behind one listener, tiefighter as the allowed
  * client) and the DNS listener with its client and policy.
  */
+import { starWarsPolicy } from '../test/helpers/config-dir.js';
 
 /** deathstar and tiefighter (tiefighter's pod IP is where the load tool connects from). */
 export const starWarsPods = (tieIp: string) => `apiVersion: v1
@@ -18,18 +19,8 @@ spec: { containers: [{ name: s, image: x }] }
 status: { podIP: ${tieIp} }
 `;
 
-/** The Star Wars L7 rule: POST /v1/request-landing from org=empire. */
-export const STARWARS_POLICY = `apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: { name: rule1 }
-spec:
-  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
-  ingress:
-  - fromEndpoints: [{ matchLabels: { org: empire } }]
-    toPorts:
-    - ports: [{ port: "80", protocol: TCP }]
-      rules: { http: [{ method: "POST", path: "/v1/request-landing" }] }
-`;
+/** The Star Wars L7 rule (POST /v1/request-landing from org=empire), as the tests use it. */
+export const STARWARS_POLICY = starWarsPolicy();
 
 /** One ingress listener for deathstar in front of the upstream; flow log off unless a file is named. */
 export const deathstarProxy = (upstreamPort: number, flowLog = '') => `apiVersion: l7warden.io/v1alpha1
