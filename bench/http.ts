@@ -118,6 +118,7 @@ async function saturate(proto: 'h1' | 'h2', port: number, dir: string, pid: numb
     r = { rps: w.rps, p50: w.p50, p99: w.p99, cpuUs: w.total > 0 ? (((t2 - t1) / HZ) * 1e6) / w.total : NaN, errors: w.errors };
   } else {
     const log = join(dir, `h2-${port}.log`);
+    await rm(log, { force: true }); // h2load appends to an existing log
     const t1 = await procTicks(pid);
     const out = await run(
       'h2load',
@@ -138,6 +139,9 @@ async function saturate(proto: 'h1' | 'h2', port: number, dir: string, pid: numb
 async function halfLoad(proto: 'h1' | 'h2', port: number, dir: string, rate: number): Promise<{ p50: number; p99: number; errors: number }> {
   const url = `http://127.0.0.1:${port}/v1/request-landing`;
   const log = join(dir, `half-${proto}-${port}.log`);
+  // h2load appends to an existing log: without this, every run's percentiles would
+  // include all earlier runs on the port (the cold first one too).
+  await rm(log, { force: true });
   const clients = 8;
   const perClient = Math.max(1, Math.round(rate / clients));
   await run(
