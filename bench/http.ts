@@ -18,7 +18,8 @@
  * HTTP_BENCH_PROXY_ARGS adds node flags to the proxy processes (--cpu-prof …).
  * HTTP_BENCH_MODE=ab runs only the concurrent A/B below (a quick check while working
  * on the cost); HTTP_BENCH_PROTOCOLS=h1 or h2 runs one protocol. Last, the p99 at half
- * load as an A/B (HTTP_BENCH_HALF_PAIRS alternating back-to-back pairs, default 6).
+ * load as an A/B (HTTP_BENCH_HALF_PAIRS alternating back-to-back pairs, default 9,
+ * each HTTP_BENCH_HALF_SECONDS long, default 10).
  * HTTP_BENCH_ROUNDS (default 1) repeats everything (the target order rotating each
  * round), medians reported; ratios and p99 differences are medians of per-round pairs.
  * Then, each round, the concurrent A/B (concurrentPair below): proxy-off and proxy-1
@@ -46,8 +47,13 @@ const TS = ['--import=@tapjs/typescript/import'];
 const PROXY_ARGS = (process.env.HTTP_BENCH_PROXY_ARGS ?? '').split(' ').filter(Boolean);
 /** HTTP_BENCH_MODE=ab: only the concurrent A/B (quick checks while working on the cost). */
 const AB_ONLY = process.env.HTTP_BENCH_MODE === 'ab';
-/** HTTP_BENCH_HALF_PAIRS (default 6, 0 = none): alternating half-load pairs for the p99 A/B. */
-const HALF_PAIRS = Number(process.env.HTTP_BENCH_HALF_PAIRS ?? 6);
+/** HTTP_BENCH_HALF_PAIRS (default 9, 0 = none): alternating half-load pairs for the p99 A/B. */
+const HALF_PAIRS = Number(process.env.HTTP_BENCH_HALF_PAIRS ?? 9);
+/**
+ * HTTP_BENCH_HALF_SECONDS (default 10): length of each half-load run. A run's p99 is set
+ * by the one or two GC pauses that fall in it; a longer window averages more of them.
+ */
+const HALF_SECONDS = Number(process.env.HTTP_BENCH_HALF_SECONDS ?? 10);
 /** HTTP_BENCH_PROTOCOLS=h1 or h2: one protocol only. */
 const PROTOCOLS = (process.env.HTTP_BENCH_PROTOCOLS ?? 'h1,h2').split(',').filter((p): p is 'h1' | 'h2' => p === 'h1' || p === 'h2');
 const HZ = 100;
@@ -146,8 +152,8 @@ async function halfLoad(proto: 'h1' | 'h2', port: number, dir: string, rate: num
   const perClient = Math.max(1, Math.round(rate / clients));
   await run(
     'h2load',
-    [...(proto === 'h1' ? ['--h1'] : []), `-c${clients}`, '-m1', `--rps=${perClient}`, `-D${SECONDS}`, '-d', join(dir, 'body'), '--log-file', log, url],
-    (SECONDS + 15) * 1000,
+    [...(proto === 'h1' ? ['--h1'] : []), `-c${clients}`, '-m1', `--rps=${perClient}`, `-D${HALF_SECONDS}`, '-d', join(dir, 'body'), '--log-file', log, url],
+    (HALF_SECONDS + 15) * 1000,
   );
   const lp = await logPercentiles(log);
   return { p50: lp.p50, p99: lp.p99, errors: lp.errors };
@@ -209,9 +215,12 @@ function signed(ms: number): string {
   return `${us >= 0 ? '+' : '−'}${Math.abs(us) >= 1000 ? (Math.abs(us) / 1000).toFixed(2) + ' ms' : Math.abs(us) + ' µs'}`;
 }
 
+/** The median (of an even count, the mean of the two middle values). */
 function median(xs: number[]): number {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {
