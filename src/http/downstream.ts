@@ -150,6 +150,15 @@ export class H2Downstream implements Downstream {
   #ended = false;
   #abortL: AbortListener | undefined;
   #trailers: Trailers | undefined;
+  /** Body writes not yet completed, and an end() waiting for them (see end()). */
+  #writing = 0;
+  #endWhenWritten = false;
+  readonly #written = (): void => {
+    if (--this.#writing === 0 && this.#endWhenWritten) {
+      this.#endWhenWritten = false;
+      if (!this.stream.destroyed) this.stream.end();
+    }
+  };
 
   constructor(
     readonly stream: ServerHttp2Stream,
@@ -189,11 +198,20 @@ export class H2Downstream implements Downstream {
     }
   }
   write(chunk: Buffer): boolean {
-    return this.stream.write(chunk);
+    this.#writing++;
+    return this.stream.write(chunk, this.#written);
   }
   onceDrain(fn: () => void): void {
     this.stream.once('drain', fn);
   }
+  /**
+   * End the stream once every body write has completed. Ended at once, END_STREAM
+   * closes the stream while the last write is still in flight; Node 20 then
+   * destroys the stream first and, when the write completes, builds an
+   * ERR_STREAM_DESTROYED that nobody sees (stack trace and message formatting
+   * included): ~19 µs per response, 20 % of a minimal HTTP/2 server's CPU (measured
+   * with `stream.write(); stream.end()` against `stream.write(cb → end)`).
+   */
   end(trailers?: Trailers): void {
     this.#ended = true;
     if (trailers) {
@@ -201,7 +219,8 @@ export class H2Downstream implements Downstream {
       for (const k in trailers) if (k.charCodeAt(0) !== 58 && !RESPONSE_HOP_BY_HOP.has(k)) t[k] = trailers[k]!;
       this.#trailers = t;
     }
-    if (!this.stream.destroyed) this.stream.end();
+    if (this.#writing > 0) this.#endWhenWritten = true;
+    else if (!this.stream.destroyed) this.stream.end();
   }
   abort(h2code: number = h2c.NGHTTP2_INTERNAL_ERROR): void {
     this.#ended = true;
