@@ -6,7 +6,7 @@
  * Everything here is used when a record is *serialised* (the sink does that in
  * batches, off the request path), except `endpointOf`, which is a cached lookup.
  */
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { Identity } from '../identity/identity.js';
 import type { RuleRef } from '../policy/api.js';
 import type { ConfigDocs } from '../config/documents.js';
@@ -170,10 +170,25 @@ export function policyFieldsJson(v: Verdict, revision: number): string {
 
 let isoMs = NaN;
 let isoText = '""';
-/** `JSON.stringify(new Date(ms).toISOString())`, the last one remembered (records come in bursts). */
+let isoSecond = NaN;
+/** `"YYYY-MM-DDTHH:MM:SS.` of isoSecond. */
+let isoPrefix = '';
+/**
+ * `JSON.stringify(new Date(ms).toISOString())` for a time from Date.now(). The last
+ * answer is remembered (records come in bursts), and the text up to the seconds is
+ * formatted once per second: a Date and toISOString per millisecond were ~0.7 µs
+ * of a record.
+ */
 export function isoTimeJson(ms: number): string {
   if (ms !== isoMs) {
-    isoText = `"${new Date(ms).toISOString()}"`;
+    if (!Number.isSafeInteger(ms) || ms < 0) return `"${new Date(ms).toISOString()}"`;
+    const second = Math.floor(ms / 1000);
+    if (second !== isoSecond) {
+      isoSecond = second;
+      isoPrefix = `"${new Date(second * 1000).toISOString().slice(0, 20)}`;
+    }
+    const m = ms - second * 1000;
+    isoText = isoPrefix + (m < 10 ? '00' : m < 100 ? '0' : '') + m + 'Z"';
     isoMs = ms;
   }
   return isoText;
@@ -201,8 +216,33 @@ export function ipVersion(ip: string): 'IPv4' | 'IPv6' {
   return ip.includes(':') ? 'IPv6' : 'IPv4';
 }
 
+/**
+ * Flow UUIDs (version 4, RFC 9562: 122 random bits) made 256 at a time: one
+ * randomFillSync and one hex conversion per batch. crypto.randomUUID formats each one
+ * on its own; in the proxy that was ~1.2 µs of a flow record's ~4.9 µs JSON build.
+ */
+const UUID_BATCH = 256;
+const uuidBytes = Buffer.allocUnsafe(16 * UUID_BATCH);
+const uuids = new Array<string>(UUID_BATCH);
+let uuidNext = UUID_BATCH;
+
+function refillUuids(): void {
+  randomFillSync(uuidBytes);
+  for (let o = 0; o < uuidBytes.length; o += 16) {
+    uuidBytes[o + 6] = (uuidBytes[o + 6]! & 0x0f) | 0x40; // version 4
+    uuidBytes[o + 8] = (uuidBytes[o + 8]! & 0x3f) | 0x80; // variant 10
+  }
+  const hex = uuidBytes.toString('hex');
+  for (let i = 0; i < UUID_BATCH; i++) {
+    const o = i * 32;
+    uuids[i] = `${hex.slice(o, o + 8)}-${hex.slice(o + 8, o + 12)}-${hex.slice(o + 12, o + 16)}-${hex.slice(o + 16, o + 20)}-${hex.slice(o + 20, o + 32)}`;
+  }
+  uuidNext = 0;
+}
+
 export function newUuid(): string {
-  return randomUUID();
+  if (uuidNext >= UUID_BATCH) refillUuids();
+  return uuids[uuidNext++]!;
 }
 
 /** Go's textproto.CanonicalMIMEHeaderKey: `x-request-id` → `X-Request-Id`; invalid keys unchanged. */
