@@ -224,6 +224,7 @@ export class H2Downstream implements Downstream {
   }
   abort(h2code: number = h2c.NGHTTP2_INTERNAL_ERROR): void {
     this.#ended = true;
+    this.#endWhenWritten = false;
     this.#abortL = undefined;
     if (!this.stream.destroyed) this.stream.close(h2code);
   }
