@@ -75,7 +75,7 @@ export class StreamDeadlines {
     return this.#live;
   }
 
-  /** Slots in the ring (it grows to the most streams in flight at once, times two at most). */
+  /** Slots in the ring: a power of two, 64 or under four times the most streams open at once. */
   get capacity(): number {
     return this.#streams.length;
   }
