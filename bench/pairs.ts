@@ -9,7 +9,9 @@
  *          the Star Wars / one-pattern DNS policy, flow log off vs on (a file);
  *          target: flows cost ≤ 10 % of the rate (issue 5)
  *   dns    the proxy with policy off (enforcement: never) vs the minimal Node UDP
- *          forwarder (bench/lib-dns-fwd.ts); target: proxy-off ≥ node-fwd (issue 4)
+ *          forwarder (bench/lib-dns-fwd.ts); target: proxy-off ≥ node-fwd (issue 4);
+ *          and the proxy enforcing 1 and 1,000 patterns vs policy off: the enforcement
+ *          cost, target ≤ 15 % (issue 4)
  *
  * Placement as ANCHORS.md "pinned": load generators on cpu0, upstream and both
  * targets on cpu1. PAIRS_ROUNDS (default 7) × PAIRS_SECONDS (default 3); medians;
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
     const dnsOff = await start(await configDir(base, 'dns-off', dnsConfigFiles(du, 1)), DNS_RE);
     const dnsOn = await start(await configDir(base, 'dns-on', dnsConfigFiles(du, 1, join(base, 'dns-flows.json'))), DNS_RE);
     const dnsNever = await start(await configDir(base, 'dns-never', dnsConfigFiles(du, 'off')), DNS_RE);
+    const dns1000 = await start(await configDir(base, 'dns-1000', dnsConfigFiles(du, 1000)), DNS_RE);
     const fwd = await server([...TS, join(ROOT, 'bench/lib-dns-fwd.ts'), String(du)], /^(\d+)$/m);
     procs.push(fwd);
     const dnsFwd = fwd.ports[0]!;
@@ -90,6 +93,9 @@ async function main(): Promise<void> {
       { name: 'flows h2c', a: 'flow log off', b: 'flow log on', run: () => Promise.all([h2load(httpOff), h2load(httpOn)]), target: 'cost ≤ 10 %', met: (r) => r >= 0.9 },
       { name: 'flows DNS', a: 'flow log off', b: 'flow log on', run: () => Promise.all([dnsperf(dnsOff), dnsperf(dnsOn)]), target: 'cost ≤ 10 %', met: (r) => r >= 0.9 },
       { name: 'DNS pass-through', a: 'node-fwd', b: 'proxy-off', run: () => Promise.all([dnsperf(dnsFwd), dnsperf(dnsNever)]), target: 'proxy-off ≥ node-fwd', met: (r) => r >= 1 },
+      // Issue 4's enforcement cost, read as a pair rather than from sequential runs.
+      { name: 'DNS enforcement, 1 pattern', a: 'proxy-off', b: 'proxy-1', run: () => Promise.all([dnsperf(dnsNever), dnsperf(dnsOff)]), target: 'cost ≤ 15 %', met: (r) => r >= 0.85 },
+      { name: 'DNS enforcement, 1000 patterns', a: 'proxy-off', b: 'proxy-1000', run: () => Promise.all([dnsperf(dnsNever), dnsperf(dns1000)]), target: 'cost ≤ 15 %', met: (r) => r >= 0.85 },
     ];
     const ratios = new Map<string, number[]>();
     pairs.splice(0, pairs.length, ...pairs.filter((p) => p.name.includes(ONLY)));
