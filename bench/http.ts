@@ -167,7 +167,7 @@ async function halfLoad(proto: 'h1' | 'h2', port: number, dir: string, rate: num
  * one request costs each: the enforcement cost without the ±20 % drift between runs
  * that a sequential comparison on this shared VM suffers.
  */
-async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: string): Promise<[number, number]> {
+async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: string, pids: [number | undefined, number | undefined] = [undefined, undefined]): Promise<[number, number, string]> {
   const one = async (port: number): Promise<number> => {
     const url = `http://127.0.0.1:${port}/v1/request-landing`;
     if (proto === 'h1') {
@@ -176,8 +176,17 @@ async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: str
     const out = await run('h2load', ['-c4', '-m16', `-D${SECONDS}`, '-d', join(dir, 'body'), url], (SECONDS + 15) * 1000);
     return Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
   };
+  // CPU time each side got during the pair: tells a side that was slower per request
+  // from one that got less of the shared core (a dip in one round, docs/http.md).
+  const ticks = (pid: number | undefined) => (pid ? procTicks(pid) : Promise.resolve(NaN));
+  const t0 = await Promise.all(pids.map(ticks));
   const [ra, rb] = await Promise.all([one(a), one(b)]);
-  return [ra, rb];
+  const t1 = await Promise.all(pids.map(ticks));
+  const cpu = (i: number, rps: number) => {
+    const s = (t1[i]! - t0[i]!) / HZ;
+    return `${(100 * s / SECONDS).toFixed(0)} % of a core, ${((s * 1e6) / (rps * SECONDS)).toFixed(0)} µs/req`;
+  };
+  return [ra, rb, `proxy-off ${cpu(0, ra)}; target ${cpu(1, rb)}`];
 }
 
 function filler(n: number): string {
@@ -285,10 +294,10 @@ async function main(): Promise<void> {
       if (off) {
         for (const t of order) {
           if (t.name !== 'proxy-1' && t.name !== 'proxy-1000' && t.name !== 'node-fwd') continue;
-          const [ro, rt] = await concurrentPair(proto, proto === 'h1' ? off.h1 : off.h2, proto === 'h1' ? t.h1 : t.h2, base);
+          const [ro, rt, cpu] = await concurrentPair(proto, proto === 'h1' ? off.h1 : off.h2, proto === 'h1' ? t.h1 : t.h2, base, [off.pid, t.pid]);
           const key = `${t.name}/${proto}`;
           (pairs.get(key) ?? pairs.set(key, []).get(key)!).push(rt / ro);
-          process.stderr.write(`  concurrent ${key}: ${rt.toFixed(0)} vs proxy-off ${ro.toFixed(0)} req/s\n`);
+          process.stderr.write(`  concurrent ${key}: ${rt.toFixed(0)} vs proxy-off ${ro.toFixed(0)} req/s (${cpu})\n`);
         }
       }
     }
