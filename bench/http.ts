@@ -57,6 +57,8 @@ const HALF_SECONDS = Number(process.env.HTTP_BENCH_HALF_SECONDS ?? 10);
 /** HTTP_BENCH_PROTOCOLS=h1 or h2: one protocol only. */
 const PROTOCOLS = (process.env.HTTP_BENCH_PROTOCOLS ?? 'h1,h2').split(',').filter((p): p is 'h1' | 'h2' => p === 'h1' || p === 'h2');
 const HZ = 100;
+/** HTTP_BENCH_PAIR_WARMUP (default 3 s): concurrent warm-up of both sides before each A/B pair. */
+const PAIR_WARMUP_SECONDS = Number(process.env.HTTP_BENCH_PAIR_WARMUP ?? 3);
 
 function request(port: number, method: string, path: string): Promise<number> {
   return new Promise((res) => {
@@ -168,14 +170,20 @@ async function halfLoad(proto: 'h1' | 'h2', port: number, dir: string, rate: num
  * that a sequential comparison on this shared VM suffers.
  */
 async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: string, pids: [number | undefined, number | undefined] = [undefined, undefined]): Promise<[number, number, string]> {
-  const one = async (port: number): Promise<number> => {
+  const one = async (port: number, seconds = SECONDS): Promise<number> => {
     const url = `http://127.0.0.1:${port}/v1/request-landing`;
     if (proto === 'h1') {
-      return parseWrk(await run('wrk', ['-t1', '-c16', `-d${SECONDS}s`, '-s', join(dir, 'post.lua'), url], (SECONDS + 15) * 1000)).rps;
+      return parseWrk(await run('wrk', ['-t1', '-c16', `-d${seconds}s`, '-s', join(dir, 'post.lua'), url], (seconds + 15) * 1000)).rps;
     }
-    const out = await run('h2load', ['-c4', '-m16', `-D${SECONDS}`, '-d', join(dir, 'body'), url], (SECONDS + 15) * 1000);
+    const out = await run('h2load', ['-c4', '-m16', `-D${seconds}`, '-d', join(dir, 'body'), url], (seconds + 15) * 1000);
     return Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? NaN);
   };
+  // Both sides warm up together first. proxy-off comes to each pair warm from the one
+  // before, the other side after ~30 s idle and another protocol's traffic; a perf
+  // profile of the sides that "dipped" (docs/http.md) showed V8 re-optimising the
+  // request path for the first ~2 s of load (TurboFan threads at up to 40 % of the
+  // process's samples), then nothing. Without this the pair measured that transient.
+  await Promise.all([one(a, PAIR_WARMUP_SECONDS), one(b, PAIR_WARMUP_SECONDS)]);
   // CPU time each side got during the pair: tells a side that was slower per request
   // from one that got less of the shared core (a dip in one round, docs/http.md).
   const ticks = (pid: number | undefined) => (pid ? procTicks(pid) : Promise.resolve(NaN));

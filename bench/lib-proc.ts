@@ -51,10 +51,17 @@ export function startProc(
     track(proc);
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready in ${timeoutMs / 1000} s\n${buf}`)), timeoutMs);
-    // BENCH_PROC_LOG_DIR: each process's output also goes to <dir>/<pid>.log (--trace-gc …).
+    // BENCH_PROC_LOG_DIR: each process's output also goes to <dir>/<pid>.log (--trace-gc …),
+    // each line prefixed with the epoch time it arrived, to tie V8 traces to the rounds.
     const log = process.env.BENCH_PROC_LOG_DIR ? createWriteStream(join(process.env.BENCH_PROC_LOG_DIR, `${proc.pid}.log`)) : undefined;
+    let partial = '';
     const onData = (d: Buffer) => {
-      log?.write(d);
+      if (log) {
+        const lines = (partial + d.toString()).split('\n');
+        partial = lines.pop()!;
+        const t = (Date.now() / 1000).toFixed(3);
+        if (lines.length > 0) log.write(lines.map((l) => `${t} ${l}\n`).join(''));
+      }
       if (buf.length > 65_536) return; // ready long since: keep no more
       buf += d.toString();
       const ports = [...buf.matchAll(global)].map((m) => Number(m[1]));
