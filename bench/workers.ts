@@ -10,7 +10,8 @@
  * Node forwarder (bench/lib-http-forwarder.ts, one process) and the upstream alone
  * (direct). Placement "shared" (ANCHORS.md): nothing
  * pinned, since two workers need both cores. WORKERS_BENCH_SECONDS (default 5),
- * WORKERS_BENCH_ROUNDS (default 3, interleaved, medians). Target: l7warden-2w at least
+ * WORKERS_BENCH_ROUNDS (default 3, interleaved, medians), each run after WORKERS_BENCH_WARMUP
+ * seconds (default 3) of the same load. Target: l7warden-2w at least
  * 50 % of HAProxy's rate.
  */
 import { spawn } from 'node:child_process';
@@ -26,6 +27,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const SECONDS = Number(process.env.WORKERS_BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.WORKERS_BENCH_ROUNDS ?? 3);
+/** WORKERS_BENCH_WARMUP (default 3 s): load before each measured run. */
+const WARMUP_SECONDS = Number(process.env.WORKERS_BENCH_WARMUP ?? 3);
 const TS = ['--import=@tapjs/typescript/import'];
 function request(port: number, method: string): Promise<number> {
   return new Promise((res) => {
@@ -49,7 +52,11 @@ interface Result { rps: number; p50: number; p99: number; errors: number }
 
 async function saturate(port: number, lua: string): Promise<Result> {
   const url = `http://127.0.0.1:${port}/v1/request-landing`;
-  await run('wrk', ['-t1', '-c32', '-d1s', '-s', lua, url], 10_000); // warm-up
+  // Every target starts fresh each round. A new Node process serves 2-4.5k req/s in its
+  // first two seconds of load and its steady 6-10k only from the third (1-s wrk slices on
+  // fresh l7warden processes, 1 and 2 workers: V8 still tiering up), while HAProxy has no
+  // warm-up: so the run is measured after WARMUP_SECONDS of the same load.
+  await run('wrk', ['-t1', '-c32', `-d${WARMUP_SECONDS}s`, '-s', lua, url], (WARMUP_SECONDS + 10) * 1000);
   const out = await run('wrk', ['-t1', '-c32', `-d${SECONDS}s`, '--latency', '-s', lua, url], (SECONDS + 15) * 1000);
   const { rps, p50, p99, errors } = parseWrk(out);
   return { rps, p50, p99, errors };
