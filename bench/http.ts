@@ -25,7 +25,8 @@
  * Then, each round, the concurrent A/B (concurrentPair below): proxy-off and proxy-1
  * (then proxy-1000, then node-fwd) under load at the same time on the same core, their
  * req/s ratio being the enforcement cost (or the forwarder's relative speed) with the
- * machine's drift cancelled out.
+ * machine's drift cancelled out; both sides first take HTTP_BENCH_PAIR_WARMUP seconds
+ * (default 3) of the same load together, unmeasured.
  * Targets: proxy-off ≥ node-fwd; enforcement costs ≤ 10 % of proxy-off's req/s and
  * ≤ 1 ms p99 at half load.
  */
