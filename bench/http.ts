@@ -184,7 +184,7 @@ async function concurrentPair(proto: 'h1' | 'h2', a: number, b: number, dir: str
   // profile of the sides that "dipped" (docs/http.md) showed V8 re-optimising the
   // request path for the first ~2 s of load (TurboFan threads at up to 40 % of the
   // process's samples), then nothing. Without this the pair measured that transient.
-  await Promise.all([one(a, PAIR_WARMUP_SECONDS), one(b, PAIR_WARMUP_SECONDS)]);
+  if (PAIR_WARMUP_SECONDS > 0) await Promise.all([one(a, PAIR_WARMUP_SECONDS), one(b, PAIR_WARMUP_SECONDS)]);
   // CPU time each side got during the pair: tells a side that was slower per request
   // from one that got less of the shared core (a dip in one round, docs/http.md).
   const ticks = (pid: number | undefined) => (pid ? procTicks(pid) : Promise.resolve(NaN));

@@ -74,6 +74,7 @@ export function startProc(
     proc.stderr!.on('data', onData);
     proc.on('exit', (code) => {
       clearTimeout(timer);
+      if (log && partial) log.write(`${(Date.now() / 1000).toFixed(3)} ${partial}\n`);
       reject(new Error(`${args.join(' ')} exited ${code}\n${buf}`));
     });
   });
