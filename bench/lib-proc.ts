@@ -56,14 +56,15 @@ export function startProc(
     const log = process.env.BENCH_PROC_LOG_DIR ? createWriteStream(join(process.env.BENCH_PROC_LOG_DIR, `${proc.pid}.log`)) : undefined;
     let partial = '';
     const onData = (d: Buffer) => {
+      const text = d.toString();
       if (log) {
-        const lines = (partial + d.toString()).split('\n');
+        const lines = (partial + text).split('\n');
         partial = lines.pop()!;
         const t = (Date.now() / 1000).toFixed(3);
         if (lines.length > 0) log.write(lines.map((l) => `${t} ${l}\n`).join(''));
       }
       if (buf.length > 65_536) return; // ready long since: keep no more
-      buf += d.toString();
+      buf += text;
       const ports = [...buf.matchAll(global)].map((m) => Number(m[1]));
       if (ports.length >= count) {
         clearTimeout(timer);
