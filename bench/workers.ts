@@ -7,8 +7,8 @@
  * in one run, same machine, same load tool (wrk -t1 -c32, POST /v1/request-landing,
  * the allowed call, after a denied PUT is checked to be 403), same upstream
  * (bench/lib-http-upstream.ts, 2-byte body); as references without policy, the minimal
- * Node forwarder (bench/lib-http-forwarder.ts, one process) and the upstream alone
- * (direct). Placement "shared" (ANCHORS.md): nothing
+ * Node forwarder (bench/lib-http-forwarder.ts) in one process and in two (node-fwd-2p,
+ * node:cluster: the two-process Node ceiling) and the upstream alone (direct). Placement "shared" (ANCHORS.md): nothing
  * pinned, since two workers need both cores. WORKERS_BENCH_SECONDS (default 5),
  * WORKERS_BENCH_ROUNDS (default 3, interleaved, medians), each run after WORKERS_BENCH_WARMUP
  * seconds (default 3) of the same load. Target: l7warden-2w at least
@@ -134,6 +134,9 @@ async function main(): Promise<void> {
       // References, no policy: the minimal Node forwarder (one process; the Node ceiling
       // on this machine) and the upstream on its own.
       { name: 'node-fwd', open: true, start: () => startProc('node', [...TS, join(ROOT, 'bench/lib-http-forwarder.ts'), `http://127.0.0.1:${up}`], /h1 (\d+)/) },
+      // The same forwarder in two processes sharing the port (node:cluster, like --workers 2):
+      // the most any two-process Node proxy on node:http + undici can do here.
+      { name: 'node-fwd-2p', open: true, start: () => startProc('node', [...TS, join(ROOT, 'bench/lib-http-forwarder.ts'), `http://127.0.0.1:${up}`, '2'], /h1 (\d+)/) },
       { name: 'direct', open: true, start: async () => ({ proc: undefined, port: up }) },
     ];
     const results = new Map<string, Result[]>();
@@ -167,7 +170,9 @@ async function main(): Promise<void> {
     }
     const w2 = rows.find((r) => r.name === 'l7warden-2w')!.rps;
     const w1 = rows.find((r) => r.name === 'l7warden-1w')!.rps;
-    console.log(`\n--workers 2 vs 1: ${(w2 / w1).toFixed(2)}×; target (2 workers ≥ 50 % of HAProxy's best): ${w2 / haBest >= 0.5 ? 'met' : 'NOT met'} (${((100 * w2) / haBest).toFixed(0)} %)`);
+    const fwd2 = rows.find((r) => r.name === 'node-fwd-2p')!.rps;
+    console.log(`\nNode ceiling: the policy-free forwarder in two processes reaches ${((100 * fwd2) / haBest).toFixed(0)} % of HAProxy's best; l7warden-2w is ${(w2 / fwd2).toFixed(2)}× that forwarder.`);
+    console.log(`--workers 2 vs 1: ${(w2 / w1).toFixed(2)}×; target (2 workers ≥ 50 % of HAProxy's best): ${w2 / haBest >= 0.5 ? 'met' : 'NOT met'} (${((100 * w2) / haBest).toFixed(0)} %)`);
     await stop(upstream.proc);
   } finally {
     await rm(base, { recursive: true, force: true });
