@@ -38,6 +38,12 @@ export class RelayBody extends Readable {
     this.#max = max;
     this.#onOverflow = onOverflow;
     this.#src[RELAY] = this;
+    // Security: a counting body may never be handed to an upstream client (the request
+    // was denied, or its name is still resolving on egress) while the client keeps
+    // sending. Its overflow / premature-close error was answered already (413, or the
+    // client is gone); without a listener of its own that error was an unhandled
+    // 'error' event and crashed the process. The upstream client adds its own listener.
+    this.on('error', ignoreError);
     // Listeners are shared functions (`this` is the source): no closures per request.
     src.on('data', onSrcData);
     src.on('end', onSrcEnd);
@@ -99,6 +105,8 @@ export class RelayBody extends Readable {
     // The 'error' listener stays: a late error on the source must not be unhandled.
   }
 }
+
+function ignoreError(): void {}
 
 function onSrcData(this: Source, chunk: Buffer): void {
   this[RELAY]?.relayData(chunk);
