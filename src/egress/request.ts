@@ -275,7 +275,11 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
   }
   resolveThroughDns(ctx.resolver(), host, { address: conn.srcIp, port: conn.srcPort }, ctx.limits.dnsUpstreamTimeoutMs + 1000).then(
     (r) => {
-      if (ds.closed) return;
+      // Already answered while the name was resolving (413: the body crossed
+      // maxBodyBytes; queued behind a pipelined response it is not finished, so
+      // `closed` is still false). A second answer threw ERR_HTTP_HEADERS_SENT here,
+      // inside a promise callback: an unhandled rejection that ended the process.
+      if (ds.closed || ds.headersSent) return;
       if (!r.ok) {
         const f = resolveFailureStatus(r.reason);
         if (f.status === 403) {
