@@ -27,7 +27,7 @@ import type { ProxyHeader } from '../listeners/proxy-protocol.js';
 import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from '../http/canonical-path.js';
 import { checkH1, forwardHeaders, RequestAttributes, type RequestFacts } from '../http/request-guard.js';
-import { H1Downstream, type Downstream } from '../http/downstream.js';
+import { H1Downstream, connectionRefused, type Downstream } from '../http/downstream.js';
 import { countBody } from '../http/relay-body.js';
 import { DENY_BODY, h1Reject } from '../http/enforce.js';
 import { failureStatus, type UpstreamFailure } from '../upstream/errors.js';
@@ -196,6 +196,8 @@ export function decideIps(
 
 /** An HTTP/1.1 request on the egress listener (forward proxy) or inside a tunnel. */
 export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, res: ServerResponse): void {
+  // Pipelined behind a request refused as malformed: never forwarded (http/downstream.ts).
+  if (connectionRefused(req.socket)) return;
   const start = process.hrtime.bigint();
   const conn = egressConnOf(req.socket);
   if (!conn) {

@@ -40,6 +40,25 @@ export interface Downstream {
   resetConnection(): void;
 }
 
+/**
+ * Security: set on an HTTP/1 connection once a request on it was answered with
+ * "Connection: close" because it was malformed or its framing ambiguous (400, 413,
+ * …). Node's parser has already read and dispatched the requests pipelined behind
+ * it (their 'request' / 'upgrade' / 'connect' events still fire), but the bytes they
+ * came from are exactly what the refused request made untrustworthy (a request
+ * hidden in a `Transfer-Encoding: gzip, chunked` body): none of them may be
+ * forwarded. Checked first by every HTTP/1 request, upgrade and CONNECT handler.
+ */
+const REFUSED_CONN: unique symbol = Symbol('l7warden.refused');
+
+export function markConnectionRefused(socket: unknown): void {
+  if (socket) (socket as { [REFUSED_CONN]?: boolean })[REFUSED_CONN] = true;
+}
+
+export function connectionRefused(socket: unknown): boolean {
+  return (socket as { [REFUSED_CONN]?: boolean } | null)?.[REFUSED_CONN] === true;
+}
+
 const EMPTY: OutgoingHttpHeaders = {};
 const EMPTY_BODY = Buffer.alloc(0);
 
@@ -123,6 +142,7 @@ export class H1Downstream implements Downstream {
   closeAfter(): void {
     if (!this.res.headersSent) this.res.setHeader('connection', 'close');
     this.res.shouldKeepAlive = false;
+    markConnectionRefused(this.req.socket);
   }
   onAbort(l: AbortListener): void {
     this.#abortL = l;

@@ -14,7 +14,7 @@ import type { PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
 import type { HttpFlowRecorder, FlowPeer, HttpFlowInfo } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from './canonical-path.js';
 import { checkH1, checkH2, forwardHeaders, RequestAttributes, type RequestFacts } from './request-guard.js';
-import { H1Downstream, H2Downstream, type Downstream } from './downstream.js';
+import { H1Downstream, H2Downstream, connectionRefused, markConnectionRefused, type Downstream } from './downstream.js';
 import { countBody } from './relay-body.js';
 import type { H1Upstream, ForwardResult } from '../upstream/h1.js';
 import type { H2Upstream } from '../upstream/h2.js';
@@ -304,6 +304,9 @@ function forwardH1Body(ctx: EnforceContext, p: Prepared, headers: string[], cb: 
 
 /** HTTP/1.x request from the http.Server 'request' event. */
 export function handleH1(ctx: EnforceContext, req: IncomingMessage, res: ServerResponse): void {
+  // Pipelined behind a request refused as malformed: never forwarded (downstream.ts
+  // markConnectionRefused); the connection closes after that refusal.
+  if (connectionRefused(req.socket)) return;
   const start = process.hrtime.bigint();
   const facts: RequestFacts = { chunked: false, websocket: false };
   const method = req.method ?? '';
@@ -325,6 +328,7 @@ export function handleH1(ctx: EnforceContext, req: IncomingMessage, res: ServerR
 export function h1Reject(res: ServerResponse, status: number): void {
   const body = `${status}\r\n`;
   res.shouldKeepAlive = false;
+  markConnectionRefused(res.req?.socket);
   res.writeHead(status, { 'content-type': 'text/plain', 'content-length': body.length, connection: 'close' });
   res.end(body);
 }

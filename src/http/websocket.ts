@@ -14,6 +14,7 @@ import type { Socket } from 'node:net';
 import { decideUpgrade, DENY_BODY, type EnforceContext } from './enforce.js';
 import { classifyUpstreamError, failureStatus } from '../upstream/errors.js';
 import { RESPONSE_HOP_BY_HOP } from './request-guard.js';
+import { connectionRefused } from './downstream.js';
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request', 403: 'Forbidden', 413: 'Payload Too Large', 414: 'URI Too Long', 421: 'Misdirected Request',
@@ -48,6 +49,12 @@ export interface UpstreamTarget {
 }
 
 export function handleUpgrade(ctx: EnforceContext & { ws?: UpstreamTarget }, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  // Pipelined behind a request refused as malformed: no tunnel, no decision; the
+  // refusal already written is flushed, then the connection ends.
+  if (connectionRefused(socket)) {
+    socket.end();
+    return;
+  }
   const d = decideUpgrade(ctx, req);
   if (d.kind === 'reject') {
     rawReply(socket, d.status, `${d.status}\r\n`);

@@ -39,6 +39,7 @@ import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.j
 import type { Identity } from '../identity/identity.js';
 import { isValidAuthority } from '../http/canonical-path.js';
 import { DENY_BODY } from '../http/enforce.js';
+import { connectionRefused } from '../http/downstream.js';
 import { certificateOf } from '../tls/cert-store.js';
 import { readClientHello } from '../tls/client-hello.js';
 import { normalizeIP } from '../identity/ipcache.js';
@@ -247,6 +248,11 @@ export class EgressListenerServer {
 
   async #onConnect(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const start = process.hrtime.bigint();
+    // Pipelined behind a request refused as malformed: no tunnel (http/downstream.ts).
+    if (connectionRefused(socket)) {
+      socket.end();
+      return;
+    }
     const conn = egressConnOf(socket);
     if (!conn || conn.tunnel) {
       rawReply(socket, 400, 'CONNECT is not served here\r\n');
