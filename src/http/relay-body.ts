@@ -67,6 +67,10 @@ export class RelayBody extends Readable {
 
   /** @internal */
   relayEnd(): void {
+    if (endedByClose(this.#src)) {
+      this.relayClose();
+      return;
+    }
     this.#srcEnded = true;
     if (!this.destroyed) this.push(null);
   }
@@ -107,6 +111,18 @@ export class RelayBody extends Readable {
 }
 
 function ignoreError(): void {}
+
+/**
+ * Security: Node ends an HTTP/2 server stream's readable side ('end', exactly as for
+ * END_STREAM) when the stream is closed under it — the client's RST_STREAM with
+ * NO_ERROR, or the session being torn down — and marks it `aborted` (closed before
+ * our response was ending) or destroyed. Taken for the end of the body, a cut upload
+ * was finished upstream (final chunk / END_STREAM) and looked complete. A real
+ * END_STREAM arrives while the stream is open and not aborted.
+ */
+export function endedByClose(src: Readable): boolean {
+  return (src as Readable & { aborted?: boolean }).aborted === true || src.destroyed;
+}
 
 function onSrcData(this: Source, chunk: Buffer): void {
   this[RELAY]?.relayData(chunk);

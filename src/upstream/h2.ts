@@ -8,12 +8,13 @@
  * the same code, and a client reset cancels the upstream stream.
  */
 import * as http2 from 'node:http2';
-import type { Readable } from 'node:stream';
+import { addAbortSignal, type Readable } from 'node:stream';
 import type { Limits, Upstream } from '../config/proxy-config.js';
 import type { Downstream, Trailers } from '../http/downstream.js';
 import { filterResponseHeaders } from '../http/downstream.js';
 import { WardenError } from '../core/errors.js';
 import { classifyUpstreamError } from './errors.js';
+import { endedByClose } from '../http/relay-body.js';
 import type { ForwardResult } from './h1.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -137,14 +138,14 @@ export class H2Upstream {
     const timer = setTimeout(() => {
       if (gotResponse || finished) return;
       finished = true;
-      up.close(NGHTTP2_CANCEL);
+      resetUpstream(up, NGHTTP2_CANCEL);
       cb.onFailure('timeout', new WardenError('L7W_ERR_UPSTREAM_TIMEOUT', 'no response headers in time'));
     }, this.#limits.upstreamTimeoutMs);
     timer.unref();
 
     ds.onAbort({
       clientAborted(code) {
-        if (!up.destroyed) up.close(code && code !== NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
+        if (!up.destroyed) resetUpstream(up, code && code !== NGHTTP2_NO_ERROR ? code : NGHTTP2_CANCEL);
         finish(0);
       },
     });
@@ -166,7 +167,7 @@ export class H2Upstream {
         }
         ds.respond(status, out, false, ds.protocol === 'HTTP/2');
       } catch {
-        up.close(NGHTTP2_CANCEL);
+        resetUpstream(up, NGHTTP2_CANCEL);
         finish(status);
       }
     });
@@ -220,6 +221,23 @@ export class H2Upstream {
   }
 }
 
+/** Already aborted: `addAbortSignal(ABORTED, stream)` destroys the stream at once with Node's AbortError. */
+const ABORTED = AbortSignal.abort();
+
+/**
+ * Reset an upstream stream. Security: `Http2Stream.close(code)` on a stream whose
+ * writable side is still open ends it first — an empty DATA frame with END_STREAM
+ * goes out before the RST_STREAM (measured on Node 20.20.2) — so the upstream saw a
+ * cut request body as complete. Destroyed with Node's AbortError (what the public
+ * `addAbortSignal` does), the stream sends RST_STREAM(CANCEL) alone. A stream whose
+ * request already ended is closed with `code` as before.
+ */
+function resetUpstream(up: http2.ClientHttp2Stream, code: number): void {
+  if (up.destroyed) return;
+  if (!up.writableEnded) addAbortSignal(ABORTED, up);
+  else up.close(code);
+}
+
 const RELAY: unique symbol = Symbol('l7warden.h2relay');
 type RelaySource = Readable & { [RELAY]?: BodyRelay | undefined };
 type RelaySink = http2.ClientHttp2Stream & { [RELAY]?: BodyRelay | undefined };
@@ -263,6 +281,12 @@ class BodyRelay {
 
   end(): void {
     if (this.#done) return;
+    // A stream closed under us (RST_STREAM NO_ERROR, session gone) also ends: a cut
+    // body, never END_STREAM upstream (http/relay-body.ts endedByClose).
+    if (endedByClose(this.src)) {
+      this.cut();
+      return;
+    }
     this.#detach();
     if (!this.up.destroyed) this.up.end();
   }
@@ -271,7 +295,7 @@ class BodyRelay {
     if (this.#done) return;
     this.#detach();
     const up = this.up;
-    if (!up.destroyed && !up.closed) up.close(NGHTTP2_CANCEL);
+    if (!up.destroyed && !up.closed) resetUpstream(up, NGHTTP2_CANCEL);
   }
 
   drain(): void {
