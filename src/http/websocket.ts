@@ -40,6 +40,20 @@ function headBlock(status: number, message: string, raw: readonly string[], upgr
   return s + '\r\n';
 }
 
+/**
+ * Close `a` and `b` when `a` has seen no read or write progress for `ms`. After the
+ * handover from the HTTP server (the 'upgrade' event) Node no longer times the
+ * client socket out, and an upstream socket has only the request's timeout.
+ */
+function idleClose(a: Duplex, ms: number, b?: Duplex | null): void {
+  const s = a as Socket;
+  if (!(ms > 0) || typeof s.setTimeout !== 'function') return;
+  s.setTimeout(ms, () => {
+    s.destroy();
+    b?.destroy();
+  });
+}
+
 export interface UpstreamTarget {
   readonly protocol: 'http' | 'https';
   readonly host: string;
@@ -122,9 +136,12 @@ export function handleUpgrade(ctx: EnforceContext & { ws?: UpstreamTarget }, req
     }
     settled = true;
     socket.write(headBlock(res.statusCode ?? 502, res.statusMessage ?? '', res.rawHeaders.concat(['connection', 'close']), false));
-    res.on('data', (c: Buffer) => socket.write(c));
-    res.on('end', () => socket.end());
+    // pipe, not write-per-chunk: a client that does not read stalls the upstream
+    // instead of making the proxy buffer the whole body.
+    idleClose(socket, ctx.limits.idleTimeoutMs, res.socket);
+    res.pipe(socket);
     res.on('error', () => socket.destroy());
+    socket.once('close', () => res.destroy());
     d.done(res.statusCode ?? 502);
   });
   up.on('upgrade', (res, upSocket, upHead) => {
@@ -137,7 +154,11 @@ export function handleUpgrade(ctx: EnforceContext & { ws?: UpstreamTarget }, req
     }
     settled = true;
     up.setTimeout(0);
-    upSocket.setTimeout(0);
+    // The tunnel is bounded by idleTimeoutMs (no bytes either way, or a peer that does
+    // not read, for that long: both sides closed), as Envoy's stream idle timeout keeps
+    // applying to an upgraded stream. Backpressure both ways comes from pipe().
+    idleClose(socket, ctx.limits.idleTimeoutMs, upSocket);
+    idleClose(upSocket, ctx.limits.idleTimeoutMs, socket);
     socket.write(headBlock(101, 'Switching Protocols', res.rawHeaders, true));
     if (upHead.length > 0) socket.write(upHead);
     if (head.length > 0) upSocket.write(head);
