@@ -143,8 +143,17 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
     /* a send to a vanished client; nothing to do */
   });
   udp.on('message', (msg, rinfo) => {
+    // Source port 0 (a raw-socket spoof) cannot be answered, and dgram's send throws
+    // ERR_SOCKET_BAD_PORT synchronously for it — an uncaught exception out of this
+    // handler or the upstream socket's, i.e. a one-packet crash. Drop such datagrams
+    // before anything is decided or forwarded.
+    if (rinfo.port === 0) return;
     proxy.handle(msg, { address: rinfo.address, port: rinfo.port, transport: 'UDP' }, (out) => {
-      udp.send(out, rinfo.port, rinfo.address);
+      try {
+        udp.send(out, rinfo.port, rinfo.address);
+      } catch {
+        /* a synchronous send error must not escape into the socket callbacks */
+      }
     });
   });
 
