@@ -21,6 +21,9 @@ import { DnsProxy } from '../dns/server.js';
 import type { DnsFlowRecorder } from '../dns/flow.js';
 import { FrameReader, TcpUpstreamConn, frame } from '../dns/upstream.js';
 
+/** Bytes of answers queued to one TCP client before we stop reading its queries. */
+const TCP_WRITE_HIGH = 64 * 1024;
+
 export interface DnsListenerOptions {
   readonly spec: DnsListener;
   readonly limits: Limits;
@@ -172,14 +175,25 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
       // Idle: nothing read or written for idleMs. Keep it while answers are pending.
       if (upstream.inFlight === 0) sock.destroy();
     });
+    // Backpressure: a client that pipelines queries and never reads its answers must
+    // not make us queue them without limit (a ~30-byte query can fetch a 64 KB answer).
+    // Past TCP_WRITE_HIGH bytes queued we stop reading from it until the queue drains;
+    // what is already in flight still lands (bounded by dnsMaxInFlight), and a client
+    // that stays stalled is closed by the idle timeout.
+    const reply = (out: Buffer): void => {
+      if (!open || sock.destroyed) return;
+      sock.write(frame(out));
+      if (sock.writableLength > TCP_WRITE_HIGH && !sock.isPaused()) sock.pause();
+    };
+    sock.on('drain', () => {
+      if (open && sock.isPaused()) sock.resume();
+    });
     sock.on('data', (chunk) => {
       const msgs = reader.push(chunk);
       for (const m of msgs) {
         if (!open) return;
         // Copy: the codec keeps subarrays of the message and the answer is written in place.
-        proxy.handle(Buffer.from(m), { address, port, transport: 'TCP' }, (out) => {
-          if (open && !sock.destroyed) sock.write(frame(out));
-        }, upstream);
+        proxy.handle(Buffer.from(m), { address, port, transport: 'TCP' }, reply, upstream);
       }
     });
     sock.on('error', () => {});
