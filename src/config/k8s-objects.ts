@@ -78,7 +78,9 @@ export function readSecret(top: Fields): SecretDoc | undefined {
   const before = rep.errorCount;
   const meta = readMetadata(top, { strict: false });
   top.str('type');
-  const data: Record<string, Buffer> = {};
+  // No prototype (as in Fields.strMap): a `__proto__` item stays an item, and a
+  // policy's `trustedCA: constructor` finds nothing instead of Object's constructor.
+  const data: Record<string, Buffer> = Object.create(null) as Record<string, Buffer>;
   const d = top.map('data');
   for (const e of d?.node.entries ?? []) {
     const v = e.value;

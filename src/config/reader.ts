@@ -272,7 +272,10 @@ export class Fields {
   strMap(key: string): Record<string, string> | undefined {
     const f = this.map(key);
     if (!f) return undefined;
-    const out: Record<string, string> = {};
+    // No prototype: a key `__proto__` must be kept like any other. On `{}` the
+    // assignment sets nothing, and a selector `matchLabels: {__proto__: x}` silently
+    // became `{}`, selecting every pod.
+    const out: Record<string, string> = Object.create(null) as Record<string, string>;
     for (const e of f.node.entries) {
       const v = e.value;
       if (v.kind === 'scalar' && typeof v.value === 'string') out[e.key] = v.value;
