@@ -395,6 +395,69 @@ function readName(buf: Buffer, off: number): number {
   return -1;
 }
 
+/**
+ * readName's checks without building the name: the offset after the name, or -1.
+ * For names whose text is never used (every owner, authority and additional
+ * records, CNAME data off the chain): expanding each into a string let one 64 KB
+ * upstream message of pointers to long names cost ~100 ms of the event loop.
+ */
+function skipName(buf: Buffer, off: number): number {
+  let pos = off;
+  let segStart = off;
+  let after = -1;
+  let wire = 1;
+  for (let steps = 0; steps < 256; steps++) {
+    if (pos >= buf.length) return -1;
+    const len = buf[pos]!;
+    if (len === 0) return after < 0 ? pos + 1 : after;
+    const kind = len & 0xc0;
+    if (kind === 0xc0) {
+      if (pos + 1 >= buf.length) return -1;
+      const ptr = ((len & 0x3f) << 8) | buf[pos + 1]!;
+      if (after < 0) after = pos + 2;
+      if (ptr < HEADER || ptr >= segStart) return -1;
+      segStart = ptr;
+      pos = ptr;
+      continue;
+    }
+    if (kind !== 0) return -1;
+    pos += 1 + len;
+    wire += len + 1;
+    if (wire > MAX_NAME_WIRE || pos > buf.length) return -1;
+  }
+  return -1;
+}
+
+/**
+ * Are the names at `a` and `b` (both already validated by skipName/readName, so
+ * pointers only go backward) equal, ASCII case-insensitively — the equality of
+ * readName's strings, compared on the wire without allocating.
+ */
+function sameNameAt(buf: Buffer, a: number, b: number): boolean {
+  for (let steps = 0; steps < 256; steps++) {
+    while ((buf[a]! & 0xc0) === 0xc0) a = ((buf[a]! & 0x3f) << 8) | buf[a + 1]!;
+    while ((buf[b]! & 0xc0) === 0xc0) b = ((buf[b]! & 0x3f) << 8) | buf[b + 1]!;
+    if (a === b) return true;
+    const len = buf[a]!;
+    if (len !== buf[b]!) return false;
+    if (len === 0) return true;
+    for (let i = 1; i <= len; i++) {
+      let x = buf[a + i]!;
+      let y = buf[b + i]!;
+      if (x === y) continue;
+      if (x >= 0x41 && x <= 0x5a) x |= 0x20;
+      if (y >= 0x41 && y <= 0x5a) y |= 0x20;
+      if (x !== y) return false;
+    }
+    a += len + 1;
+    b += len + 1;
+  }
+  return false;
+}
+
+/** Distinct answer types kept for the flow record (a message could carry thousands). */
+const MAX_RRTYPES = 16;
+
 function formatIPv6(buf: Buffer, off: number): string {
   const g: number[] = [];
   for (let i = 0; i < 8; i++) g.push(buf.readUInt16BE(off + i * 2));
@@ -443,23 +506,19 @@ export function parseResponse(buf: Buffer, q: Query): ResponseParse {
       pos += 4;
     }
   }
-  let tail = q.qname;
+  // The current end of the CNAME chain, as the offset of its name in the message
+  // (compared on the wire), or -1 while it is our question name but the message's
+  // question is not ours (compared as text).
+  let tailOff = known ? HEADER : -1;
   const ips: string[] = [];
   const cnames: string[] = [];
   const rrtypes: string[] = [];
   let ttl = -1;
   const total = an + ns + ar;
   for (let i = 0; i < total; i++) {
-    let owner: string;
-    if (known && buf[pos] === 0xc0 && buf[pos + 1] === HEADER && pos + 1 < buf.length) {
-      // A pointer to the question's name (backward: pos is past the question): q.qname.
-      owner = q.qname;
-      pos += 2;
-    } else {
-      pos = readName(buf, pos);
-      if (pos < 0) return { ok: false, reason: 'bad owner name' };
-      owner = nameOut;
-    }
+    const ownerOff = pos;
+    pos = skipName(buf, pos);
+    if (pos < 0) return { ok: false, reason: 'bad owner name' };
     if (pos + 10 > buf.length) return { ok: false, reason: 'truncated record header' };
     const type = buf.readUInt16BE(pos);
     const rawTtl = buf.readUInt32BE(pos + 4);
@@ -470,21 +529,29 @@ export function parseResponse(buf: Buffer, q: Query): ResponseParse {
     if (end > buf.length) return { ok: false, reason: 'RDLENGTH beyond the packet' };
     if (type === TYPE_A && rdlen !== 4) return { ok: false, reason: `A with RDLENGTH ${rdlen}` };
     if (type === TYPE_AAAA && rdlen !== 16) return { ok: false, reason: `AAAA with RDLENGTH ${rdlen}` };
-    if (type === TYPE_CNAME && (rdlen === 0 || readName(buf, rd) !== end)) {
+    if (type === TYPE_CNAME && (rdlen === 0 || skipName(buf, rd) !== end)) {
       return { ok: false, reason: 'CNAME target does not fill its RDLENGTH' };
     }
     if (i < an) {
-      const tn = typeName(type);
-      if (!rrtypes.includes(tn)) rrtypes.push(tn);
+      if (rrtypes.length < MAX_RRTYPES) {
+        const tn = typeName(type);
+        if (!rrtypes.includes(tn)) rrtypes.push(tn);
+      }
       if (type === TYPE_A || type === TYPE_AAAA || type === TYPE_CNAME) {
-        if (owner !== tail) return { ok: false, reason: `answer ${owner} is not on the CNAME chain from ${q.qname}` };
+        const onChain = tailOff >= 0 ? sameNameAt(buf, ownerOff, tailOff) : readName(buf, ownerOff) >= 0 && nameOut === q.qname;
+        if (!onChain) {
+          readName(buf, ownerOff);
+          return { ok: false, reason: `answer ${nameOut} is not on the CNAME chain from ${q.qname}` };
+        }
         if (ttl < 0 || rttl < ttl) ttl = rttl;
         if (type === TYPE_CNAME) {
+          // At most MAX_CNAME_CHAIN + 1 targets are read as text: each must be on the chain.
+          readName(buf, rd);
           const target = nameOut;
           if (cnames.length >= MAX_CNAME_CHAIN) return { ok: false, reason: 'CNAME chain too long' };
           if (target === q.qname || cnames.includes(target)) return { ok: false, reason: 'CNAME loop' };
           cnames.push(target);
-          tail = target;
+          tailOff = rd;
         } else if (type === TYPE_A) {
           ips.push(`${buf[rd]}.${buf[rd + 1]}.${buf[rd + 2]}.${buf[rd + 3]}`);
         } else {

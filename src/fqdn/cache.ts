@@ -109,6 +109,10 @@ export class FqdnCache {
    */
   learn(name: string, ips: readonly string[], ttlSeconds: number): void {
     if (ips.length === 0) return;
+    // More than the cap in one answer: the surplus would be pushed to the IP cache
+    // and evicted again at once (thousands of overlay updates for one 64 KB answer,
+    // ~100 ms of the event loop per query). Keep the first maxIps.
+    if (ips.length > this.#maxIps) ips = ips.slice(0, this.#maxIps);
     const now = this.#now();
     const expires = now + Math.max(ttlSeconds * 1000, this.#minTtlMs);
     let entry = this.#names.get(name);
