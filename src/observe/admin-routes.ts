@@ -22,7 +22,7 @@ import type { Metrics } from './metrics.js';
 export interface FlowStreamOptions {
   /** Lines buffered per reader while its socket is not draining. */
   readonly readerBuffer?: number;
-  /** Concurrent followers (503 beyond). */
+  /** Concurrent readers: followers, and `?last=N` answers still being written (503 beyond). */
   readonly maxReaders?: number;
   readonly nodeName?: string;
 }
@@ -34,6 +34,8 @@ export class FlowStream {
   readonly #maxReaders: number;
   readonly #node: string;
   readonly #readers = new Set<Reader>();
+  /** `?last=N` answers (no follow) still being written. */
+  #backlogs = 0;
   #unsubscribe: (() => void) | undefined;
   /** Lines dropped for slow readers, all readers, since start. */
   dropped = 0;
@@ -59,13 +61,18 @@ export class FlowStream {
       plain(res, 400, 'last must be a non-negative integer\n');
       return;
     }
-    if (follow && this.#readers.size >= this.#maxReaders) {
+    // A backlog answer is up to the whole ring (MBs), queued on the socket whether the
+    // client reads or not: it counts against maxReaders until it ends or the client
+    // goes, or clients that never read pile those up until the heap runs out.
+    if (this.#readers.size + this.#backlogs >= this.#maxReaders) {
       plain(res, 503, 'too many flow readers\n');
       return;
     }
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const backlog = this.#sink.recent(last);
     if (!follow) {
+      this.#backlogs++;
+      res.once('close', () => this.#backlogs--);
       res.end(backlog.length ? backlog.join('\n') + '\n' : '');
       return;
     }
