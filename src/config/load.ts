@@ -331,11 +331,23 @@ async function loadCertsDir(c: Collector, certsDir: string): Promise<void> {
       const rep = c.reporter(secretDir);
       const data: Record<string, Buffer> = {};
       for (const f of CERT_FILES) {
+        const file = path.join(secretDir, f);
         try {
-          data[f] = await fsp.readFile(path.join(secretDir, f));
+          // Only regular files of sane size: a FIFO blocked readFile (and with it this
+          // load, and every reload serialized behind it) forever; /dev/zero never ends.
+          const st = await fsp.stat(file);
+          if (!st.isFile()) {
+            c.reporter(file).error({ line: 1, col: 1 }, '', 'cannot read: not a regular file');
+            continue;
+          }
+          if (st.size > MAX_FILE_BYTES) {
+            c.reporter(file).error({ line: 1, col: 1 }, '', `file is larger than ${MAX_FILE_BYTES} bytes`);
+            continue;
+          }
+          data[f] = await fsp.readFile(file);
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-            c.reporter(path.join(secretDir, f)).error({ line: 1, col: 1 }, '', `cannot read: ${errMessage(err)}`);
+            c.reporter(file).error({ line: 1, col: 1 }, '', `cannot read: ${errMessage(err)}`);
           }
         }
       }
