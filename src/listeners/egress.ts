@@ -208,21 +208,39 @@ export class EgressListenerServer {
     }
     readProxyHeader(socket, { timeoutMs: this.#limits.headersTimeoutMs }).then(
       (hdr) => {
-        conn.proxyHeader = hdr;
-        if (hdr.command === 'PROXY' && hdr.source) {
-          conn.srcIp = stripV4Mapped(hdr.source.address);
-          conn.srcPort = hdr.source.port;
+        // A throw in here would be an unhandled rejection (the process ends): fail closed.
+        try {
+          conn.proxyHeader = hdr;
+          if (hdr.command === 'PROXY' && hdr.source) {
+            conn.srcIp = stripV4Mapped(hdr.source.address);
+            conn.srcPort = hdr.source.port;
+          }
+          if (hdr.rest.length > 0) socket.unshift(hdr.rest);
+          const dest = hdr.command === 'PROXY' ? hdr.destination : undefined;
+          if (dest && !this.#isSelf(dest, conn)) this.#onTransparent(socket, conn, dest);
+          else this.#serveHttp(socket, conn);
+        } catch {
+          this.#failClosed(socket);
         }
-        if (hdr.rest.length > 0) socket.unshift(hdr.rest);
-        const dest = hdr.command === 'PROXY' ? hdr.destination : undefined;
-        if (dest && !this.#isSelf(dest, conn)) this.#onTransparent(socket, conn, dest);
-        else this.#serveHttp(socket, conn);
       },
       () => socket.destroy(),
     );
     // Accepted paused (pauseOnConnect): let the header bytes in. readProxyHeader
     // pauses the socket again once it has the header.
     socket.resume();
+  }
+
+  /**
+   * An internal error on a connection's path (a throw where no reply can be written):
+   * reset it, nothing dialled, counted as l7warden_upstream_errors_total{kind="internal"}.
+   */
+  #failClosed(socket: Duplex): void {
+    try {
+      this.#ctx.flows.upstreamError(this.spec.name, 'internal');
+    } catch {
+      /* counting must not stop the reset */
+    }
+    reset(socket);
   }
 
   /** A PROXY destination that is this listener: the client meant the forward proxy. */
@@ -503,13 +521,19 @@ export class EgressListenerServer {
       // Only serverNames rules could allow it: decide again with the ClientHello's SNI
       // (read, not terminated; put back for whatever follows). See #connectBySni.
       void readClientHello(socket, Buffer.alloc(0), this.#limits.headersTimeoutMs).then((hello) => {
-        if (hello === undefined || socket.destroyed) {
-          this.#transparentDecided(socket, conn, snap, src, ip, port, d);
-          return;
+        // A throw here (the decision with the SNI, the dial) would be an unhandled
+        // rejection that ends the process: fail closed instead.
+        try {
+          if (hello === undefined || socket.destroyed) {
+            this.#transparentDecided(socket, conn, snap, src, ip, port, d);
+            return;
+          }
+          socket.unshift(hello.bytes);
+          const sni = hello.result.kind === 'sni' ? hello.result.name : undefined;
+          this.#transparentDecided(socket, conn, snap, src, ip, port, sni ? decideIps(snap, src, [ip], port, undefined, sni) : d);
+        } catch {
+          this.#failClosed(socket);
         }
-        socket.unshift(hello.bytes);
-        const sni = hello.result.kind === 'sni' ? hello.result.name : undefined;
-        this.#transparentDecided(socket, conn, snap, src, ip, port, sni ? decideIps(snap, src, [ip], port, undefined, sni) : d);
       });
       return;
     }
