@@ -10,7 +10,8 @@
  *  - rejected (400): `#`, `\`, NUL, `%00`, control characters, space, raw non-ASCII,
  *    invalid percent-encoding (`%` not followed by two hex digits), encoded slash or
  *    backslash (`%2F`, `%5C`), and a segment that starts with `.` and carries `;`
- *    parameters (`..;x` — servlet containers would treat it as a dot segment).
+ *    parameters, literal or escaped (`..;x`, `..%3Bx` — servlet containers would
+ *    treat it as a dot segment).
  *  - percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are decoded once;
  *    every other escape is kept with its hex digits upper-cased (`%2f` never
  *    survives, `%252e` stays `%252E`: no double decoding).
@@ -187,7 +188,9 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
       if (isLast) out.push('');
       continue;
     }
-    if (s.charCodeAt(0) === 46 && s.includes(';')) return fail('dot segment with parameters');
+    // `;` or its escape (`..%3B`: a backend that decodes before stripping `;params`
+    // sees `..`). Escapes are upper-cased above, so `%3b` is `%3B` here.
+    if (s.charCodeAt(0) === 46 && (s.includes(';') || s.includes('%3B'))) return fail('dot segment with parameters');
     out.push(s);
   }
   return { ok: true, path: '/' + out.join('/') + query };
