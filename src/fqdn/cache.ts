@@ -7,7 +7,8 @@
  * `FqdnIpSink` — so the client's first connection to a fresh IP is already allowed.
  *
  * Rules (CILIUM-SEMANTICS.md §3.3, SECURITY.md §4.3):
- *  - an entry lives max(TTL, minTtlSeconds) seconds (the TTL the client sees is not
+ *  - an entry lives max(TTL, minTtlSeconds) seconds, at most maxTtlSeconds when that is
+ *    set (SECURITY.md §4.3's clamp; off by default, as in Cilium; the TTL the client sees is not
  *    changed); re-learning extends it, never shortens it;
  *  - at most `maxIpsPerName` IPs per name: the ones expiring soonest are evicted;
  *  - one IP may serve many names (CDNs): its labels are the union over its live names;
@@ -29,6 +30,8 @@ export interface FqdnIpSink {
 
 export interface FqdnCacheOptions {
   readonly minTtlSeconds: number;
+  /** Longest an entry lives, whatever the answer's TTL (0 / absent: no maximum). */
+  readonly maxTtlSeconds?: number;
   readonly maxIpsPerName: number;
   /** How often expired entries are swept (default 1000 ms). */
   readonly sweepIntervalMs?: number;
@@ -52,6 +55,7 @@ export class FqdnCache {
   #timer: NodeJS.Timeout | undefined;
   readonly #now: () => number;
   readonly #minTtlMs: number;
+  readonly #maxTtlMs: number;
   readonly #maxIps: number;
   readonly #sweepMs: number;
   /** Counters for metrics and tests. */
@@ -63,6 +67,8 @@ export class FqdnCache {
   ) {
     this.#now = opts.now ?? Date.now;
     this.#minTtlMs = Math.max(0, opts.minTtlSeconds) * 1000;
+    // Never below the minimum (config validation refuses max < min; this keeps the cache sane anyway).
+    this.#maxTtlMs = opts.maxTtlSeconds ? Math.max(opts.maxTtlSeconds * 1000, this.#minTtlMs) : Infinity;
     this.#maxIps = Math.max(1, opts.maxIpsPerName);
     this.#sweepMs = opts.sweepIntervalMs ?? 1000;
   }
@@ -114,7 +120,7 @@ export class FqdnCache {
     // ~100 ms of the event loop per query). Keep the first maxIps.
     if (ips.length > this.#maxIps) ips = ips.slice(0, this.#maxIps);
     const now = this.#now();
-    const expires = now + Math.max(ttlSeconds * 1000, this.#minTtlMs);
+    const expires = now + Math.min(Math.max(ttlSeconds * 1000, this.#minTtlMs), this.#maxTtlMs);
     let entry = this.#names.get(name);
     if (!entry) {
       entry = new Map();

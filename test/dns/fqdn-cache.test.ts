@@ -78,6 +78,31 @@ t.test('min TTL keeps entries at least dnsMinTtlSeconds', async (t) => {
   t.equal(c2.expiresAt('b.example.', '127.0.0.31'), now + 100_000);
 });
 
+t.test('max TTL clamps how long an entry lives (dnsMaxTtlSeconds), never below the min TTL', async (t) => {
+  let now = 0;
+  const sink = new RecordingSink();
+  const c = new FqdnCache(sink, { minTtlSeconds: 60, maxTtlSeconds: 3600, maxIpsPerName: 10, now: () => now });
+  c.setSnapshot(snap(1, selectors({ matchPattern: '*' })));
+  // RFC 2181's largest TTL (about 68 years) would keep the IP allowed that long.
+  c.learn('long.example.', ['127.0.0.40'], 0x7fffffff);
+  t.equal(c.expiresAt('long.example.', '127.0.0.40'), 3_600_000);
+  c.learn('short.example.', ['127.0.0.41'], 1);
+  t.equal(c.expiresAt('short.example.', '127.0.0.41'), 60_000, 'the min still applies below the max');
+  now = 3_600_000;
+  c.sweep();
+  t.notOk(sink.state.has('127.0.0.40'), 'gone at the max, whatever the answer said');
+  // Absent (the default, as Cilium): no maximum.
+  const open = new FqdnCache(sink, { minTtlSeconds: 0, maxIpsPerName: 10, now: () => now });
+  open.setSnapshot(snap(1, selectors({ matchPattern: '*' })));
+  open.learn('long.example.', ['127.0.0.42'], 86_400 * 7);
+  t.equal(open.expiresAt('long.example.', '127.0.0.42'), now + 86_400 * 7 * 1000);
+  // A max below the min is lifted to the min (validation refuses it in config).
+  const odd = new FqdnCache(sink, { minTtlSeconds: 300, maxTtlSeconds: 10, maxIpsPerName: 10, now: () => now });
+  odd.setSnapshot(snap(1, selectors({ matchPattern: '*' })));
+  odd.learn('x.example.', ['127.0.0.43'], 0);
+  t.equal(odd.expiresAt('x.example.', '127.0.0.43'), now + 300_000);
+});
+
 t.test('cap on IPs per name evicts the soonest-expiring, never the fresh answer', async (t) => {
   let now = 0;
   const sink = new RecordingSink();
