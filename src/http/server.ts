@@ -61,6 +61,52 @@ export function createLimitedH1Server(limits: Limits): http.Server {
   return h1;
 }
 
+const UPGRADE_REFUSED = 'HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\n400\r\n';
+
+type H1Socket = Duplex & { _httpMessage?: http.ServerResponse | null };
+
+/**
+ * Node's server keeps the response it is writing on a connection in
+ * `socket._httpMessage` (queued pipelined responses are assigned as each one
+ * finishes) and clears it when the last one is done; an upgrade request gets no
+ * response object, so at 'upgrade' a set field means an earlier request is in flight.
+ */
+function responseInFlight(socket: Duplex): boolean {
+  return (socket as H1Socket)._httpMessage != null;
+}
+
+/**
+ * Let the in-flight responses finish in order, then answer the upgrade 400 and close.
+ * Node removed its own 'drain' relay when it emitted 'upgrade'; without it a large
+ * in-flight response waiting for 'drain' would stall, so it is relayed here.
+ */
+function refuseUpgradeWhenIdle(socket: Duplex): void {
+  const s = socket as H1Socket;
+  const relayDrain = () => {
+    const m = s._httpMessage;
+    if (m && m.writableNeedDrain) m.emit('drain');
+  };
+  socket.on('drain', relayDrain);
+  const check = () => {
+    const res = s._httpMessage;
+    if (res) {
+      const next = () => {
+        res.off('finish', next);
+        res.off('close', next);
+        // Node's own 'finish' handler detaches this response and assigns the next queued one.
+        process.nextTick(check);
+      };
+      res.once('finish', next);
+      res.once('close', next);
+      return;
+    }
+    socket.off('drain', relayDrain);
+    if (socket.destroyed || !socket.writable) socket.destroy();
+    else socket.end(UPGRADE_REFUSED);
+  };
+  check();
+}
+
 export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
   const limits: Limits = ctx.limits;
   const h1 = createLimitedH1Server(limits);
@@ -74,6 +120,12 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
   });
   h1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
+    // Pipelined behind a request whose response is still being written: Node hands
+    // the socket over anyway, and a tunnel would take it mid-response. Refused.
+    if (responseInFlight(socket)) {
+      refuseUpgradeWhenIdle(socket);
+      return;
+    }
     try {
       handleUpgrade(ctx, req, socket, head);
     } catch {
