@@ -9,7 +9,10 @@
  * `<<` merge keys are honoured as sigs.k8s.io/yaml does.
  */
 import {
+  CST,
+  Lexer,
   LineCounter,
+  Parser,
   parseAllDocuments,
   isAlias,
   isMap,
@@ -70,7 +73,58 @@ export interface ParsedYaml {
 /** Upper bound on nodes produced by alias expansion in one document. */
 const MAX_EXPANDED_NODES = 100_000;
 
+/**
+ * Bounds on one file, checked before the YAML library composes anything. The library
+ * builds about 300-900 bytes of objects per token: a 4 MB file of `[1,1,…]` took 2 GB,
+ * 4 MB of `[` 3.5 GB (a 32 MB file, within MAX_FILE_BYTES, is an out-of-memory crash
+ * of a running proxy on reload), 2 MB of `---` lines 560 MB. Its composer recurses
+ * once per nesting level: past a few thousand levels a warmed-up process died with
+ * "FATAL ERROR: RegExpCompiler Allocation failed" (not catchable), a bit less threw
+ * RangeError out of this parser. Counted tokens exclude spaces, newlines, comments.
+ */
+const MAX_TOKENS = 2_000_000;
+/** Every lexeme, blank lines and comments included (32 MB of newlines took 170 s). */
+const MAX_LEXEMES = 4_000_000;
+const MAX_DOCUMENTS = 10_000;
+const MAX_DEPTH = 200;
+
 class AliasBudgetExceeded extends Error {}
+class TooDeep extends Error {}
+
+/** Where the file first exceeds a bound (byte offset and why), or undefined. */
+function exceedsBounds(src: string): { offset: number; message: string } | undefined {
+  // Lexer and Parser build the concrete syntax tree without recursion; the parser's
+  // stack is the nesting depth at each token. Finished documents are dropped.
+  const parser = new Parser();
+  let tokens = 0;
+  let lexemes = 0;
+  let docs = 0;
+  for (const lexeme of new Lexer().lex(src)) {
+    if (++lexemes > MAX_LEXEMES) return { offset: parser.offset, message: `more than ${MAX_LEXEMES} YAML lexemes in one file; split it` };
+    const type = CST.tokenType(lexeme);
+    if (type !== 'space' && type !== 'newline' && type !== 'comment' && ++tokens > MAX_TOKENS) {
+      return { offset: parser.offset, message: `more than ${MAX_TOKENS} YAML tokens in one file; split it` };
+    }
+    for (const tok of parser.next(lexeme)) {
+      if (tok.type === 'document' && ++docs > MAX_DOCUMENTS) return { offset: tok.offset, message: `more than ${MAX_DOCUMENTS} documents in one file; split it` };
+    }
+    if (parser.stack.length > MAX_DEPTH) return { offset: parser.offset, message: `nested deeper than ${MAX_DEPTH} levels` };
+  }
+  for (const tok of parser.end()) {
+    if (tok.type === 'document' && ++docs > MAX_DOCUMENTS) return { offset: tok.offset, message: `more than ${MAX_DOCUMENTS} documents in one file; split it` };
+  }
+  return undefined;
+}
+
+function lineColAt(src: string, offset: number): Loc {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = src.indexOf('\n'); i >= 0 && i < offset; i = src.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  return { line, col: offset - lineStart + 1 };
+}
 
 /** Look a key up in a located map (the last occurrence wins, as in JSON decoding). */
 export function entryOf(map: YMap, key: string): YEntry | undefined {
@@ -92,6 +146,12 @@ export function parseYaml(text: string): ParsedYaml {
     const p = lc.linePos(offset);
     return { line: p.line, col: p.col };
   };
+
+  const over = exceedsBounds(src);
+  if (over) {
+    errors.push({ ...lineColAt(src, over.offset), message: `${over.message}; file skipped` });
+    return { documents, errors, warnings };
+  }
 
   let docs: ReturnType<typeof parseAllDocuments>;
   try {
@@ -115,8 +175,12 @@ export function parseYaml(text: string): ParsedYaml {
     if (fatal || doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue;
     const problems: YamlProblem[] = [];
     let budget = MAX_EXPANDED_NODES;
+    // Nesting of the tree built so far: aliases can nest a deep node inside another
+    // deep node, past what exceedsBounds saw in the text (and past the JS stack).
+    let level = 0;
     const convert = (node: unknown, fallback: Loc, depth: number): YNode => {
       if (--budget < 0) throw new AliasBudgetExceeded();
+      if (level > MAX_DEPTH) throw new TooDeep();
       if (isAlias(node)) {
         const target = node.resolve(doc);
         const at = node.range ? loc(node.range[0]) : fallback;
@@ -129,6 +193,7 @@ export function parseYaml(text: string): ParsedYaml {
       }
       const at = (node as YamlNode | null)?.range ? loc((node as YamlNode).range![0]) : fallback;
       if (isMap(node)) {
+        level++;
         const entries: YEntry[] = [];
         const merged: YEntry[] = [];
         for (const pair of node.items) {
@@ -158,10 +223,14 @@ export function parseYaml(text: string): ParsedYaml {
         }
         const own = new Set(entries.map((e) => e.key));
         for (const m of merged) if (!own.has(m.key)) entries.push(m);
+        level--;
         return { kind: 'map', entries, ...at };
       }
       if (isSeq(node)) {
-        return { kind: 'seq', items: node.items.map((it) => convert(it, at, depth)), ...at };
+        level++;
+        const items = node.items.map((it) => convert(it, at, depth));
+        level--;
+        return { kind: 'seq', items, ...at };
       }
       if (isScalar(node)) {
         const v = node.value;
@@ -172,9 +241,14 @@ export function parseYaml(text: string): ParsedYaml {
     try {
       documents.push({ root: convert(doc.contents, { line: 1, col: 1 }, 0), problems });
     } catch (err) {
-      if (!(err instanceof AliasBudgetExceeded)) throw err;
+      if (!(err instanceof AliasBudgetExceeded) && !(err instanceof TooDeep)) throw err;
       const start = doc.contents.range ? loc(doc.contents.range[0]) : { line: 1, col: 1 };
-      errors.push({ ...start, message: 'too many alias expansions (alias bomb?); document skipped' });
+      errors.push({
+        ...start,
+        message: err instanceof TooDeep
+          ? `nested deeper than ${MAX_DEPTH} levels through aliases; document skipped`
+          : 'too many alias expansions (alias bomb?); document skipped',
+      });
     }
   }
   return { documents, errors, warnings };
