@@ -198,7 +198,14 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
         }
         case 'dns': {
           // DNS proxy (src/listeners/dns.ts): UDP + TCP on one address.
-          const srv = await startDnsListener({ spec: bindSpec, limits: spec.limits, snapshot, flows: dnsFlows, ipOverlay: store.ipOverlay });
+          const srv = await startDnsListener({
+            spec: bindSpec,
+            limits: spec.limits,
+            snapshot,
+            flows: dnsFlows,
+            ipOverlay: store.ipOverlay,
+            onSwap: (fn) => store.onSwap(fn),
+          });
           servers.push(srv);
           metrics.trackConnections(l.name, l.mode, () => srv.openConnections);
           dnsByName.set(l.name, srv);

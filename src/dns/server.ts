@@ -33,9 +33,6 @@ import { UdpUpstream, type UpstreamCallback, type UpstreamStats } from './upstre
 
 export type Transport = 'UDP' | 'TCP';
 
-/** How often a policy swap is looked for when no query arrives (FQDN re-labelling). */
-const SNAPSHOT_POLL_MS = 100;
-
 export interface ClientInfo {
   readonly address: string;
   readonly port: number;
@@ -92,7 +89,6 @@ export class DnsProxy {
   #dst: Identity | undefined;
   #dstKnown = false;
   #fqdnFor: PolicySnapshot | undefined;
-  #syncTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: DnsProxyOptions) {
     this.#rejectRcode = opts.spec.rejectResponseCode === 'nameError' ? RCODE.NXDOMAIN : RCODE.REFUSED;
@@ -107,31 +103,10 @@ export class DnsProxy {
 
   async start(): Promise<void> {
     await this.udp.start();
-    // Re-label learned IPs soon after a policy swap even when no query comes: their
-    // overlay entries win over the new snapshot's own, so a stale one kept e.g. a
-    // learned address that became a pod IP looking like world + fqdn:… (toFQDNs
-    // opened it) until the next DNS query. A reference compare every 100 ms, off the
-    // query path.
-    this.#syncTimer = setInterval(() => this.#syncFqdn(), SNAPSHOT_POLL_MS);
-    this.#syncTimer.unref();
   }
 
   close(): void {
-    if (this.#syncTimer) clearInterval(this.#syncTimer);
-    this.#syncTimer = undefined;
     this.udp.close();
-  }
-
-  #syncFqdn(): void {
-    try {
-      const snap = this.opts.snapshot();
-      if (snap && snap !== this.#fqdnFor && this.opts.fqdn) {
-        this.#fqdnFor = snap;
-        this.opts.fqdn.setSnapshot(snap);
-      }
-    } catch {
-      /* the next query or tick tries again */
-    }
   }
 
   /**

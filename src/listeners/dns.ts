@@ -37,6 +37,15 @@ export interface DnsListenerOptions {
   readonly fqdn?: FqdnCache;
   readonly ipOverlay?: IPCacheOverlay;
   readonly flows?: DnsFlowRecorder;
+  /**
+   * Subscribe to policy swaps (PolicyStore.onSwap; returns an unsubscribe). The FQDN
+   * cache re-labels every learned IP inside the swap, before any connection is decided
+   * under the new snapshot: learned IPs sit in the IP cache overlay, which wins over the
+   * snapshot's own entries, so a stale entry would keep e.g. an address that became a
+   * pod's IP (or fell under a new egressDeny toCIDR) looking like world + fqdn:… and
+   * toFQDNs would keep it open. Without it, re-labelling waits for the next DNS query.
+   */
+  readonly onSwap?: (fn: (s: PolicySnapshot) => void) => () => void;
   /** Idle timeout of client TCP connections (default min(limits.idleTimeoutMs, 10 s)). */
   readonly tcpIdleTimeoutMs?: number;
 }
@@ -133,10 +142,13 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
   }
   const proxy = new DnsProxy({ ...opts, fqdn });
   await proxy.start();
+  const learned = fqdn;
+  const unsubscribe = opts.onSwap?.((s) => learned.setSnapshot(s));
   let sockets: { udp: dgram.Socket; tcp: net.Server; port: number };
   try {
     sockets = await bindBoth(spec.host, spec.port);
   } catch (e) {
+    unsubscribe?.();
     proxy.close();
     if (ownsFqdn) fqdn.stop();
     throw e;
@@ -228,6 +240,7 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
       while (proxy.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
       for (const c of conns) c.destroy();
       await new Promise<void>((r) => udp.close(() => r()));
+      unsubscribe?.();
       proxy.close();
       if (ownsFqdn) fqdn.stop();
     },

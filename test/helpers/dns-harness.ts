@@ -63,7 +63,16 @@ export interface HarnessOptions {
 export class DnsHarness {
   upstream!: TestDnsUpstream;
   listener!: RunningDnsListener;
-  snapshot!: PolicySnapshot;
+  #snapshot!: PolicySnapshot;
+  readonly #swapListeners = new Set<(s: PolicySnapshot) => void>();
+  /** The snapshot in force; assigning one is a policy swap (listeners hear it, as from PolicyStore). */
+  get snapshot(): PolicySnapshot {
+    return this.#snapshot;
+  }
+  set snapshot(s: PolicySnapshot) {
+    this.#snapshot = s;
+    for (const fn of this.#swapListeners) fn(s);
+  }
   fqdn!: FqdnCache;
   overlay = new IPCacheOverlay();
   sink?: FlowSink;
@@ -129,6 +138,10 @@ ${opts.limitsExtra ?? ''}
       limits: spec.limits,
       snapshot: () => this.snapshot,
       fqdn: this.fqdn,
+      onSwap: (fn) => {
+        this.#swapListeners.add(fn);
+        return () => this.#swapListeners.delete(fn);
+      },
       ...(flows ? { flows } : {}),
     });
   }

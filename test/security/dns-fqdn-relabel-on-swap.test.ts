@@ -6,7 +6,9 @@
  * the new snapshot says the address is: here an address learned as "world" becomes a
  * pod's IP in the new snapshot, yet the overlay still presented it as a world/FQDN
  * identity, so `toFQDNs` kept allowing egress to the pod (Cilium's toFQDNs never
- * selects in-cluster addresses) — for as long as no DNS query came.
+ * selects in-cluster addresses) — for as long as no DNS query came. The listener now
+ * re-labels inside the swap (its `onSwap` subscription; PolicyStore.onSwap in the
+ * product), so the very next decision already sees the pod.
  */
 import t from 'tap';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -56,8 +58,7 @@ t.test('a swap re-labels learned IPs without waiting for a DNS query', async (t)
   t.ok(c.snapshot, 'compiled');
   h.snapshot = c.snapshot!;
 
-  // No DNS traffic from here on.
-  await new Promise((r) => setTimeout(r, 600));
+  // No DNS traffic, and no turn of the event loop: the swap itself re-labelled.
   const ident = h.snapshot.identityForIP(DB.ip);
   t.ok(ident.labels.includes('k8s:app=db'), `the pod's identity, not a stale FQDN one (${ident.labels.join(',')})`);
   t.notOk(canConnect(h.snapshot, DB.ip), 'toFQDNs does not open a pod address');
