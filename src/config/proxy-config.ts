@@ -111,6 +111,7 @@ export interface Limits {
   readonly maxBodyBytes: number;            // 0 = unlimited (streamed, never buffered)
   readonly dnsMaxInFlight: number;          // 1000
   readonly dnsMinTtlSeconds: number;        // 0
+  readonly dnsMaxTtlSeconds: number;        // 0 = no maximum (Cilium has none)
   readonly dnsMaxIpsPerHostname: number;    // 1000
   readonly dnsUpstreamTimeoutMs: number;    // 5000
   readonly drainTimeoutMs: number;          // 15000
@@ -151,6 +152,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxBodyBytes: 0,
   dnsMaxInFlight: 1000,
   dnsMinTtlSeconds: 0,
+  dnsMaxTtlSeconds: 0,
   dnsMaxIpsPerHostname: 1000,
   dnsUpstreamTimeoutMs: 5_000,
   drainTimeoutMs: 15_000,

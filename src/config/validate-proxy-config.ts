@@ -31,7 +31,7 @@ const IDENTITY_METHODS: readonly SourceIdentityMethod[] = ['proxyProtocol', 'cli
 const HOSTNAME = /^(?=.{1,253}$)[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?)*$/;
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** Limits where 0 is meaningful (unlimited / no minimum); every other limit must be positive. */
-const ZERO_OK: ReadonlySet<keyof Limits> = new Set(['maxBodyBytes', 'dnsMinTtlSeconds']);
+const ZERO_OK: ReadonlySet<keyof Limits> = new Set(['maxBodyBytes', 'dnsMinTtlSeconds', 'dnsMaxTtlSeconds']);
 
 export interface HostPort {
   readonly host: string;
@@ -263,6 +263,10 @@ function readLimits(f: Fields | undefined): Limits {
   if (limits.requestTimeoutMs! < limits.headersTimeoutMs!) {
     const key = f.has('requestTimeoutMs') ? 'requestTimeoutMs' : 'headersTimeoutMs';
     f.rep.error(f.at(key), f.sub(key), `requestTimeoutMs (${limits.requestTimeoutMs}) must be at least headersTimeoutMs (${limits.headersTimeoutMs})`);
+  }
+  if (limits.dnsMaxTtlSeconds! > 0 && limits.dnsMaxTtlSeconds! < limits.dnsMinTtlSeconds!) {
+    const key = f.has('dnsMaxTtlSeconds') ? 'dnsMaxTtlSeconds' : 'dnsMinTtlSeconds';
+    f.rep.error(f.at(key), f.sub(key), `dnsMaxTtlSeconds (${limits.dnsMaxTtlSeconds}) must be 0 (no maximum) or at least dnsMinTtlSeconds (${limits.dnsMinTtlSeconds})`);
   }
   return limits as unknown as Limits;
 }

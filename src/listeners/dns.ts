@@ -136,6 +136,7 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
     } as IPCacheOverlay;
     fqdn = new FqdnCache(new IPCacheFqdnSink(sinkOverlay, current), {
       minTtlSeconds: limits.dnsMinTtlSeconds,
+      maxTtlSeconds: limits.dnsMaxTtlSeconds,
       maxIpsPerName: limits.dnsMaxIpsPerHostname,
     });
     fqdn.start();

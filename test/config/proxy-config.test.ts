@@ -112,6 +112,24 @@ spec:
   ]);
 });
 
+t.test('dnsMaxTtlSeconds: 0 means no maximum; a maximum below dnsMinTtlSeconds is named at its field', async (t) => {
+  const head = `apiVersion: l7warden.io/v1alpha1
+kind: ProxyConfig
+metadata: {name: x}
+spec:
+  listeners:
+  - {name: a, mode: egress, address: "127.0.0.1:0"}
+`;
+  const dflt = await load(t, head);
+  t.same(dflt.errors, []);
+  t.equal(dflt.docs.proxyConfig?.spec.limits.dnsMaxTtlSeconds, 0, 'off by default, as in Cilium');
+  const ok = await load(t, `${head}  limits: {dnsMinTtlSeconds: 60, dnsMaxTtlSeconds: 86400}\n`);
+  t.same(ok.errors, []);
+  t.equal(ok.docs.proxyConfig?.spec.limits.dnsMaxTtlSeconds, 86400);
+  const bad = await load(t, `${head}  limits: {dnsMinTtlSeconds: 600, dnsMaxTtlSeconds: 60}\n`);
+  t.same(bad.errors.map(formatIssue), ['config/pc.yaml:7:53: spec.limits.dnsMaxTtlSeconds: dnsMaxTtlSeconds (60) must be 0 (no maximum) or at least dnsMinTtlSeconds (600)']);
+});
+
 t.test('a request timeout shorter than the headers timeout is named at its field (Node would throw at startup)', async (t) => {
   const head = `apiVersion: l7warden.io/v1alpha1
 kind: ProxyConfig

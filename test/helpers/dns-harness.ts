@@ -124,6 +124,7 @@ ${opts.limitsExtra ?? ''}
     const sinkTarget = new IPCacheFqdnSink(this.overlay, () => this.snapshot);
     this.fqdn = new FqdnCache(sinkTarget, {
       minTtlSeconds: spec.limits.dnsMinTtlSeconds,
+      maxTtlSeconds: spec.limits.dnsMaxTtlSeconds,
       maxIpsPerName: spec.limits.dnsMaxIpsPerHostname,
     });
     this.fqdn.setSnapshot(this.snapshot);
