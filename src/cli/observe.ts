@@ -128,6 +128,33 @@ function render(output: 'json' | 'compact', line: string, f: FlowJson): string {
   return output === 'json' ? line : compactLine(f);
 }
 
+/**
+ * The record's output line when it passes the filters, else undefined. A record is
+ * JSON someone else may have written: a field of the wrong type (labels that are not a
+ * list, say) made the filters or the compact form throw and ended `observe` with a
+ * stack trace; such a record is skipped like a line that is not JSON.
+ */
+function select(o: ObserveOptions, line: string, f: FlowJson): string | undefined {
+  try {
+    return o.filter(f) ? render(o.output, line, f) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Keep the last `n` lines: trimmed in halves, not with a shift per line (quadratic
+ * over a large file with a large --last).
+ */
+function keepLast(keep: string[], line: string, n: number): void {
+  keep.push(line);
+  if (keep.length >= 2 * n + 1024) keep.splice(0, keep.length - n);
+}
+
+function lastOf(keep: string[], n: number): string[] {
+  return keep.length > n ? keep.slice(keep.length - n) : keep;
+}
+
 /** Parse a line; records without `flow` (lost_events, markers) are reported as such. */
 function parseLine(line: string): { rec?: { flow: FlowJson }; lost?: number } {
   if (!line.trim()) return {};
@@ -155,15 +182,13 @@ async function fromFile(o: ObserveOptions, io: Io): Promise<number> {
   const keep: string[] = [];
   for await (const line of rl) {
     const { rec } = parseLine(line);
-    if (!rec || !o.filter(rec.flow)) continue;
-    const out = render(o.output, line, rec.flow);
+    if (!rec) continue;
+    const out = select(o, line, rec.flow);
+    if (out === undefined) continue;
     if (o.last === undefined) io.out(out);
-    else {
-      keep.push(out);
-      if (keep.length > o.last) keep.shift();
-    }
+    else keepLast(keep, out, o.last);
   }
-  for (const l of keep) io.out(l);
+  if (o.last !== undefined) for (const l of lastOf(keep, o.last)) io.out(l);
   return EXIT.ok;
 }
 
@@ -201,7 +226,7 @@ async function fromServer(o: ObserveOptions, io: Io, signal?: AbortSignal): Prom
   const keep: string[] = [];
   let backlogDone = last === 0;
   const flushBacklog = () => {
-    for (const l of keep) io.out(l);
+    for (const l of lastOf(keep, last)) io.out(l);
     keep.length = 0;
     backlogDone = true;
   };
@@ -215,13 +240,10 @@ async function fromServer(o: ObserveOptions, io: Io, signal?: AbortSignal): Prom
       if (line.includes('"backlog_end"')) flushBacklog();
       return;
     }
-    if (!o.filter(p.rec.flow)) return;
-    const out = render(o.output, line, p.rec.flow);
+    const out = select(o, line, p.rec.flow);
+    if (out === undefined) return;
     if (backlogDone) io.out(out);
-    else {
-      keep.push(out);
-      if (keep.length > last) keep.shift();
-    }
+    else keepLast(keep, out, last);
   };
   const path = o.follow ? `/flows?follow=1&last=${last > 0 ? RING : 0}&marker=1` : `/flows?last=${RING}`;
   try {

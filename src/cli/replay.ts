@@ -160,8 +160,17 @@ export async function runReplay(argv: readonly string[], io: Io): Promise<number
       unreadable++;
       continue;
     }
-    if (!rec.flow || typeof rec.flow !== 'object') continue;
-    const r = replayFlow(snapshot, rec.flow as Json, n);
+    // Any JSON value can stand on a line (`null`, a number, a list): only objects with a
+    // `flow` object are flows. A flow whose fields have the wrong types is unreadable,
+    // not a crash of the whole replay.
+    if (rec === null || typeof rec !== 'object' || !rec.flow || typeof rec.flow !== 'object') continue;
+    let r: ReturnType<typeof replayFlow>;
+    try {
+      r = replayFlow(snapshot, rec.flow as Json, n);
+    } catch {
+      unreadable++;
+      continue;
+    }
     if (!r) continue;
     checked++;
     if (r.old.verdict !== r.new.verdict) changed.push(r);

@@ -127,6 +127,25 @@ t.test('-o compact is hubble\'s one-line form', async (t) => {
   t.match(resp.out[0]!, /default\/tiefighter:\d+ \(ID:\d+\) <- default\/deathstar:80 \(ID:\d+\) http-response FORWARDED \(HTTP\/1\.1 403 \d+ms \(PUT http:\/\/deathstar\/v1\/exhaust-port\)\)$/);
 });
 
+t.test('a record whose fields have the wrong types is skipped, not a crash; --last keeps the newest', async (t) => {
+  const first = JSON.parse(written[0]!);
+  const bad = JSON.stringify({ flow: { ...first.flow, source: { ...first.flow.source, labels: 'notalist' }, destination: { labels: [1, null] } } });
+  const mixed = join(dir, 'mixed.json');
+  const { writeFile } = await import('node:fs/promises');
+  await writeFile(mixed, ['null', bad, ...written, bad].join('\n') + '\n');
+  const compact = await run(['--file', mixed, '-o', 'compact']);
+  t.equal(compact.code, 0);
+  t.equal(compact.out.length, written.length, 'every good record, none of the bad');
+  const labelled = await run(['--file', mixed, '-o', 'json', '--from-label', 'org=empire']);
+  t.equal(labelled.code, 0);
+  t.ok(labelled.out.length > 0 && labelled.out.every((l) => written.includes(l)));
+  // -o json prints records as written, a bad one too (nothing of it is read without filters).
+  const last = await run(['--file', mixed, '-o', 'json', '--last', '3']);
+  t.same(last.out, [...written.slice(-2), bad]);
+  const lastCompact = await run(['--file', mixed, '-o', 'compact', '--last', '2']);
+  t.same(lastCompact.out, compact.out.slice(-2));
+});
+
 t.test('usage errors exit 2; an unreadable file exits 1', async (t) => {
   const c = io();
   t.equal(await main(['observe', '--file', file, '--http-status', '4x'], c.io), 2);

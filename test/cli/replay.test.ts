@@ -141,6 +141,24 @@ t.test('an L7 change is attributed to the rule whose L7 rules no longer match', 
   t.match(r.flows[0].new.rule, /^CiliumNetworkPolicy default\/rule1 ingress\[0\]$/);
 });
 
+t.test('lines that are JSON but not flows, or flows with fields of the wrong type, are skipped, not a crash', async (t) => {
+  const recorded = (await readFile(flowFile, 'utf8')).split('\n').filter(Boolean);
+  const first = JSON.parse(recorded[0]!);
+  const odd = [
+    'null',
+    '42',
+    '[1,2]',
+    '"text"',
+    // A request whose headers are not a list: re-deciding it threw (not iterable).
+    JSON.stringify({ flow: { ...first.flow, is_reply: false, l7: { type: 'REQUEST', http: { method: 'GET', url: 'http://deathstar/', headers: 5 } } } }),
+  ];
+  const mixed = join(work, 'mixed.json');
+  await writeFile(mixed, [...odd, ...recorded].join('\n') + '\n');
+  const c = io();
+  t.equal(await main(['replay', '--flows', mixed, '--config', sameDir], c.io), 0);
+  t.same(c.out, ['4 decisions replayed, 0 would change, 1 unreadable line(s) skipped'], 'the real flows are still replayed');
+});
+
 t.test('usage and input errors', async (t) => {
   const c = io();
   t.equal(await main(['replay', '--config', sameDir], c.io), 2, 'no --flows');
