@@ -88,11 +88,13 @@ export class FqdnCache {
   /** Adopt a new policy snapshot: recompute the labels of every learned IP. */
   setSnapshot(snapshot: PolicySnapshot): void {
     if (snapshot.version === this.#snapshotVersion && snapshot.fqdnSelectors === this.#selectors) return;
-    this.#snapshotVersion = snapshot.version;
     this.#selectors = snapshot.fqdnSelectors;
     this.#keysByName = new Map();
     // Identities are re-derived from the new snapshot even when the keys did not change.
     for (const ip of this.#ipNames.keys()) this.#push(ip, true);
+    // Only once every IP is re-labelled: a throw above leaves the version behind, so
+    // the next call (the next query) re-labels again instead of returning early.
+    this.#snapshotVersion = snapshot.version;
     this.stats.recomputed++;
   }
 

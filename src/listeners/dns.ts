@@ -144,7 +144,13 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
   const proxy = new DnsProxy({ ...opts, fqdn });
   await proxy.start();
   const learned = fqdn;
-  const unsubscribe = opts.onSwap?.((s) => learned.setSnapshot(s));
+  const unsubscribe = opts.onSwap?.((s) => {
+    try {
+      learned.setSnapshot(s);
+    } catch {
+      /* the swap stands; the next query retries the re-labelling (DnsProxy.handle) */
+    }
+  });
   let sockets: { udp: dgram.Socket; tcp: net.Server; port: number };
   try {
     sockets = await bindBoth(spec.host, spec.port);

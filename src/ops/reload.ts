@@ -80,9 +80,24 @@ export class ProxyReloader {
   }
 
   reload(trigger: string): Promise<ReloadReport> {
-    const run = this.#chain.then(() => this.#reload(trigger));
-    this.#chain = run.catch(() => undefined);
+    // Never rejects: the watcher, SIGHUP and the workers' IPC start reloads with
+    // `void`, and a rejection there would be unhandled and end the process. A throw
+    // (a bug, not a config problem) is reported like a refused reload, with the
+    // version actually in force.
+    const run = this.#chain.then(() => this.#reload(trigger)).catch((err: unknown) => this.#failed(trigger, err));
+    this.#chain = run;
     return run;
+  }
+
+  #failed(trigger: string, err: unknown): ReloadReport {
+    const o = this.#o;
+    const message = `internal error during reload: ${err instanceof Error ? err.message : String(err)}`;
+    const report: ReloadReport = { ok: false, trigger, version: o.store.version, errors: [message], at: new Date() };
+    this.#last = report;
+    this.#lastError = report;
+    o.count?.(false);
+    o.log?.(`l7warden: reload (${trigger}) failed: ${message}; policy version ${report.version} in force`);
+    return report;
   }
 
   async #reload(trigger: string): Promise<ReloadReport> {

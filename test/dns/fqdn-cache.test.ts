@@ -132,6 +132,22 @@ t.test('a snapshot swap recomputes every IP', async (t) => {
   t.equal(sink.state.size, 0, 'rules gone: FQDN identities gone');
 });
 
+t.test('a re-labelling that throws half-way is done again by the next setSnapshot of the same snapshot', async (t) => {
+  const sink = new RecordingSink();
+  const c = new FqdnCache(sink, { minTtlSeconds: 0, maxIpsPerName: 10, now: () => 0 });
+  c.setSnapshot(snap(1, selectors({ matchPattern: '*.example' })));
+  c.learn('a.example.', ['127.0.0.50'], 60);
+  const next = snap(2, selectors({ matchName: 'a.example' }));
+  const real = sink.setFqdnSelectors.bind(sink);
+  sink.setFqdnSelectors = () => {
+    throw new Error('boom');
+  };
+  t.throws(() => c.setSnapshot(next));
+  sink.setFqdnSelectors = real;
+  c.setSnapshot(next);
+  t.same(sink.state.get('127.0.0.50'), ['matchName:a.example'], 'not skipped as already done');
+});
+
 t.test('the sweep timer is unref’d and stoppable', async (t) => {
   const c = new FqdnCache(new RecordingSink(), { minTtlSeconds: 0, maxIpsPerName: 10, sweepIntervalMs: 5 });
   c.start();
