@@ -7,6 +7,7 @@
  * neither world nor CIDR) are never given FQDN labels (Cilium: toFQDNs selects only
  * world IPs), so a name resolving to an internal address cannot open it.
  */
+import type { Identity } from '../identity/identity.js';
 import type { IPCacheOverlay } from '../identity/ipcache.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { FqdnIpSink } from './cache.js';
@@ -22,6 +23,14 @@ function outsideCluster(labels: readonly string[]): boolean {
 export class IPCacheFqdnSink implements FqdnIpSink {
   /** IPs skipped because they belong to the cluster. */
   skippedInternal = 0;
+  /**
+   * (the address's own identity, selector keys) → the FQDN identity, for one snapshot.
+   * An answer brings up to dnsMaxIpsPerHostname addresses that nearly all share both
+   * (world, the same keys): building, sorting and allocating the label set per address
+   * made learning 1,000 new IPs cost tens of milliseconds of the event loop.
+   */
+  #identities = new Map<string, Identity>();
+  #identitiesFor: PolicySnapshot | undefined;
 
   constructor(
     private readonly overlay: IPCacheOverlay,
@@ -34,12 +43,22 @@ export class IPCacheFqdnSink implements FqdnIpSink {
     if (keys.length === 0) return;
     const snap = this.snapshot();
     const base = snap.identityForIP(ip);
-    if (!outsideCluster(base.labels)) {
-      this.skippedInternal++;
-      return;
+    if (snap !== this.#identitiesFor) {
+      this.#identitiesFor = snap;
+      this.#identities = new Map();
     }
-    const labels = base.labels.filter((l) => !l.startsWith('fqdn:'));
-    for (const k of keys) labels.push(`fqdn:${k}`);
-    this.overlay.upsert(ip, snap.identityForLabels(labels));
+    const cacheKey = keys.length === 1 ? `${base.id}\n${keys[0]}` : `${base.id}\n${keys.join('\n')}`;
+    let ident = this.#identities.get(cacheKey);
+    if (ident === undefined) {
+      if (!outsideCluster(base.labels)) {
+        this.skippedInternal++;
+        return;
+      }
+      const labels = base.labels.filter((l) => !l.startsWith('fqdn:'));
+      for (const k of keys) labels.push(`fqdn:${k}`);
+      ident = snap.identityForLabels(labels);
+      this.#identities.set(cacheKey, ident);
+    }
+    this.overlay.upsert(ip, ident);
   }
 }

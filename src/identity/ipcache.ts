@@ -31,10 +31,18 @@ export function normalizeIP(ip: string): string | undefined {
   return hex;
 }
 
+/** A validated dotted quad as a 32-bit number (digits read in place: no split, no array). */
 function ipv4ToInt(ip: string): number {
   let n = 0;
-  for (const part of ip.split('.')) n = (n * 256 + Number(part)) >>> 0;
-  return n >>> 0;
+  let part = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      n = (n * 256 + part) >>> 0;
+      part = 0;
+    } else part = part * 10 + (c - 48);
+  }
+  return (n * 256 + part) >>> 0;
 }
 
 function ipv4Str(n: number): string {
