@@ -71,16 +71,16 @@ type H1Socket = Duplex & { _httpMessage?: http.ServerResponse | null };
  * finishes) and clears it when the last one is done; an upgrade request gets no
  * response object, so at 'upgrade' a set field means an earlier request is in flight.
  */
-function responseInFlight(socket: Duplex): boolean {
+export function responseInFlight(socket: Duplex): boolean {
   return (socket as H1Socket)._httpMessage != null;
 }
 
 /**
- * Let the in-flight responses finish in order, then answer the upgrade 400 and close.
+ * Let the in-flight responses finish in order, then answer the upgrade (or CONNECT) 400 and close.
  * Node removed its own 'drain' relay when it emitted 'upgrade'; without it a large
  * in-flight response waiting for 'drain' would stall, so it is relayed here.
  */
-function refuseUpgradeWhenIdle(socket: Duplex): void {
+export function refuseUpgradeWhenIdle(socket: Duplex): void {
   const s = socket as H1Socket;
   const relayDrain = () => {
     const m = s._httpMessage;

@@ -40,6 +40,7 @@ import type { Identity } from '../identity/identity.js';
 import { isValidAuthority } from '../http/canonical-path.js';
 import { DENY_BODY } from '../http/enforce.js';
 import { connectionRefused } from '../http/downstream.js';
+import { refuseUpgradeWhenIdle, responseInFlight } from '../http/server.js';
 import { certificateOf } from '../tls/cert-store.js';
 import { readClientHello } from '../tls/client-hello.js';
 import { normalizeIP } from '../identity/ipcache.js';
@@ -152,7 +153,9 @@ export class EgressListenerServer {
     // WebSocket and other upgrades are not tunnelled on egress (yet): an explicit answer.
     h1.on('upgrade', (_req: http.IncomingMessage, socket: Duplex) => {
       socket.on('error', () => {});
-      rawReply(socket, 400, 'upgrade is not served on the egress listener\r\n');
+      // Behind a response still being written: answered after it, not in its middle.
+      if (responseInFlight(socket)) refuseUpgradeWhenIdle(socket);
+      else rawReply(socket, 400, 'upgrade is not served on the egress listener\r\n');
     });
     h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // As the ingress listener answers: slow headers 408, oversized headers 431.
@@ -269,6 +272,13 @@ export class EgressListenerServer {
     // Pipelined behind a request refused as malformed: no tunnel (http/downstream.ts).
     if (connectionRefused(socket)) {
       socket.end();
+      return;
+    }
+    // Pipelined behind a request whose response is still being written: Node hands the
+    // socket over anyway, and a tunnel would start in the middle of that response
+    // (ingress refuses upgrades the same way, http/server.ts). 400 after it, then close.
+    if (responseInFlight(socket)) {
+      refuseUpgradeWhenIdle(socket);
       return;
     }
     const conn = egressConnOf(socket);
