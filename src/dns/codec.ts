@@ -360,7 +360,15 @@ function escapeLabel(buf: Buffer, start: number, end: number): string {
  * lowercase with the trailing dot; label bytes outside `[a-z0-9_-]` are written as
  * `\DDD`, so a label containing a dot can never equal a two-label name.
  */
+/**
+ * Names expanded into strings by the response parser, since start. Tests read it to
+ * check that crafted answers cost a bounded number of expansions (instead of timing
+ * the parse, which a loaded machine makes flaky); one increment per expanded name.
+ */
+export const codecCounters = { namesExpanded: 0 };
+
 function readName(buf: Buffer, off: number): number {
+  codecCounters.namesExpanded++;
   let pos = off;
   let segStart = off;
   let after = -1;

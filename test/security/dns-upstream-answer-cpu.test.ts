@@ -10,10 +10,12 @@
  *  - thousands of A records for the name: every IP was pushed to the IP cache and
  *    evicted again at once by the per-name cap.
  * Repeated queries keep the single-threaded proxy (every listener) stalled.
- * The parse must stay in the low milliseconds and the cache touch at most the cap.
+ * Checked without timing (a loaded CI machine makes time limits flaky; the cost is
+ * measured in bench/, not here): the parse expands only the names it must (the CNAME
+ * chain), keeps at most 16 answer types, and the cache is touched at most cap times.
  */
 import t from 'tap';
-import { parseQuery, parseResponse, type Query } from '../../src/dns/codec.js';
+import { codecCounters, parseQuery, parseResponse, type Query } from '../../src/dns/codec.js';
 import { FqdnCache, type FqdnIpSink } from '../../src/fqdn/cache.js';
 import type { FqdnSelectorInfo, PolicySnapshot } from '../../src/policy/types.js';
 
@@ -39,19 +41,12 @@ function answer(qm: Buffer, counts: { an?: number; ar?: number }, records: Buffe
   return Buffer.concat([h, qm.subarray(12), ...records]);
 }
 
-/** Fastest of a few runs, in ms (the first runs include JIT warm-up). */
-function fastest(msg: Buffer, q: Query, check: (r: ReturnType<typeof parseResponse>) => void): number {
-  let best = Infinity;
-  for (let i = 0; i < 6; i++) {
-    const t0 = process.hrtime.bigint();
-    const r = parseResponse(msg, q);
-    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
-    check(r);
-  }
-  return best;
+/** Parse once, check the result, and return how many names were expanded into strings. */
+function expansions(msg: Buffer, q: Query, check: (r: ReturnType<typeof parseResponse>) => void): number {
+  const before = codecCounters.namesExpanded;
+  check(parseResponse(msg, q));
+  return codecCounters.namesExpanded - before;
 }
-
-const LIMIT_MS = 30;
 
 t.test('thousands of distinct answer types', async (t) => {
   const qm = query('a.example', 255);
@@ -67,11 +62,11 @@ t.test('thousands of distinct answer types', async (t) => {
     rrs.push(r);
   }
   const msg = answer(qm, { an: n }, rrs);
-  const ms = fastest(msg, q, (r) => {
+  const names = expansions(msg, q, (r) => {
     t.ok(r.ok);
-    if (r.ok) t.ok(r.info.rrtypes.length <= 16, 'rrtypes bounded');
+    if (r.ok) t.equal(r.info.rrtypes.length, 16, 'rrtypes bounded');
   });
-  t.ok(ms < LIMIT_MS, `parsed in ${ms.toFixed(1)} ms`);
+  t.equal(names, 0, `no owner expanded (${n} records)`);
 });
 
 t.test('thousands of additional records owned by a pointer to a 241-byte name', async (t) => {
@@ -91,8 +86,8 @@ t.test('thousands of additional records owned by a pointer to a 241-byte name', 
     rrs.push(r);
   }
   const msg = answer(qm, { ar: n + 1 }, rrs);
-  const ms = fastest(msg, q, (r) => t.ok(r.ok));
-  t.ok(ms < LIMIT_MS, `parsed in ${ms.toFixed(1)} ms`);
+  const names = expansions(msg, q, (r) => t.ok(r.ok));
+  t.equal(names, 0, `no owner expanded (${n + 1} records)`);
 });
 
 t.test('thousands of A records whose owner spells a long question name through another pointer', async (t) => {
@@ -115,11 +110,11 @@ t.test('thousands of A records whose owner spells a long question name through a
     rrs.push(r);
   }
   const msg = answer(qm, { an: n }, rrs);
-  const ms = fastest(msg, q, (r) => {
+  const names = expansions(msg, q, (r) => {
     t.ok(r.ok, 'still a valid answer on the chain');
     if (r.ok) t.equal(r.info.ips.length, n);
   });
-  t.ok(ms < LIMIT_MS, `parsed in ${ms.toFixed(1)} ms`);
+  t.equal(names, 0, `owners compared on the wire, none expanded (${n} records)`);
   // Owners off the chain are still rejected when compared on the wire.
   const off = Buffer.from(msg);
   off[qm.length + 18 * 5 + 1] = 0x62; // record 6's owner: "b" + the rest
