@@ -5,7 +5,7 @@
  * every error in every document.
  */
 import type { ConfigIssue, SourcePos } from './issues.js';
-import { entryOf, type Loc, type YMap, type YNode, type YSeq } from './yaml-tree.js';
+import { entryOf, plainInteger, type Loc, type YMap, type YNode, type YSeq } from './yaml-tree.js';
 
 /** Collects issues for one file. */
 export class Reporter {
@@ -215,6 +215,10 @@ export class Fields {
     if (n === undefined) return undefined;
     if (n.kind !== 'scalar' || typeof n.value !== 'number' || !Number.isInteger(n.value)) {
       this.rep.error(n, this.sub(key), `must be an integer, not ${n.kind === 'scalar' && typeof n.value === 'number' ? String(n.value) : typeName(n)}`);
+      return undefined;
+    }
+    if (!plainInteger(n)) {
+      this.rep.error(n, this.sub(key), `write ${n.text} as a plain decimal integer (YAML 1.1 readers such as kubectl read it differently)`);
       return undefined;
     }
     const v = n.value;

@@ -32,6 +32,18 @@ export interface YScalar extends Loc {
   readonly kind: 'scalar';
   /** string | number | boolean | null as the YAML 1.2 core schema reads it. */
   readonly value: unknown;
+  /** For a number: its text as written (`010`, `0x50`, `1e2`, …), see `plainInteger`. */
+  readonly text?: string;
+}
+
+/**
+ * Is a number written as a plain decimal integer? `010`, `0o10`, `0x50`, `1e2`, `+80`,
+ * `80.0` and `-0` are numbers to the YAML 1.2 core schema used here, but a YAML 1.1
+ * reader (kubectl, sigs.k8s.io/yaml) reads some of them otherwise (`010` is 8 there):
+ * the same file would mean another port or limit in the cluster than here.
+ */
+export function plainInteger(n: YScalar): boolean {
+  return n.text === undefined || (/^-?(0|[1-9][0-9]*)$/.test(n.text) && n.text !== '-0');
 }
 
 export interface YEntry {
@@ -234,6 +246,9 @@ export function parseYaml(text: string): ParsedYaml {
       }
       if (isScalar(node)) {
         const v = node.value;
+        if ((typeof v === 'number' || typeof v === 'bigint') && typeof node.source === 'string') {
+          return { kind: 'scalar', value: typeof v === 'bigint' ? Number(v) : v, text: node.source, ...at };
+        }
         return { kind: 'scalar', value: typeof v === 'bigint' ? Number(v) : v, ...at };
       }
       return { kind: 'scalar', value: null, ...at };

@@ -14,6 +14,7 @@
  *   that allows nothing (an explicitly empty endpoint list).
  */
 import { Fields, type Reporter } from '../../config/reader.js';
+import { plainInteger } from '../../config/yaml-tree.js';
 import type { CIDRRule, LabelSelector, PeerRule, PortRule, Rule, SelectorRequirement } from '../api.js';
 import { formatPrefix, maskPrefix, parsePrefix, prefixContains } from './cidr.js';
 import { isSvcName } from './ports.js';
@@ -97,7 +98,9 @@ function readPorts(f: Fields, key: string): PortRule[] | undefined {
     let port = '0';
     if (portNode) {
       const v = portNode.kind === 'scalar' ? portNode.value : undefined;
-      if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) port = String(v);
+      if (portNode.kind === 'scalar' && !plainInteger(portNode)) {
+        p.error('port', `write ${portNode.text} as a plain decimal port (YAML 1.1 readers such as kubectl read it differently)`);
+      } else if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) port = String(v);
       else if (typeof v === 'string' && /^\d+$/.test(v)) p.error('port', `${JSON.stringify(v)} is not a valid port name (write the number without quotes)`);
       else if (typeof v === 'string' && isSvcName(v)) port = v.toLowerCase();
       else p.error('port', `${JSON.stringify(v ?? null)} is not a port (1-65535 or an IANA service name)`);

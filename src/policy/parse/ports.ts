@@ -6,7 +6,7 @@
  * CRD schema would reject them before Cilium's code runs.
  */
 import { Fields, indexPath, type Reporter } from '../../config/reader.js';
-import type { Loc } from '../../config/yaml-tree.js';
+import { plainInteger, type Loc } from '../../config/yaml-tree.js';
 import type {
   DNSRule,
   HeaderMatch,
@@ -77,7 +77,9 @@ function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): P
   } else {
     const v = parsePortValue(portNode.kind === 'scalar' ? portNode.value : undefined);
     if (typeof v === 'string') ctx.rep.error(portNode, f.sub('port'), portNode.kind === 'scalar' ? v : 'must be a string');
-    else port = v;
+    else if (portNode.kind === 'scalar' && !plainInteger(portNode)) {
+      ctx.rep.error(portNode, f.sub('port'), `write ${portNode.text} as a quoted decimal port (YAML 1.1 readers such as kubectl read it differently)`);
+    } else port = v;
   }
   const endPort = f.int('endPort', { min: 0, max: 65535 });
   let protocol: PortProtocolName = 'ANY';
