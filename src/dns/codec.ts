@@ -354,60 +354,46 @@ function escapeLabel(buf: Buffer, start: number, end: number): string {
 }
 
 /**
- * Read a possibly compressed name at `off`. Every pointer must point strictly before
- * the start of the segment being read (so pointers only go backward and cannot loop)
- * and not into the header; the expanded name is at most 255 bytes. The result is
- * lowercase with the trailing dot; label bytes outside `[a-z0-9_-]` are written as
- * `\DDD`, so a label containing a dot can never equal a two-label name.
- */
-/**
  * Names expanded into strings by the response parser, since start. Tests read it to
  * check that crafted answers cost a bounded number of expansions (instead of timing
  * the parse, which a loaded machine makes flaky); one increment per expanded name.
  */
 export const codecCounters = { namesExpanded: 0 };
 
+/**
+ * Read a possibly compressed name at `off`: the offset after it, or -1, with the name in
+ * `nameOut`. The checks are skipName's (the one place that validates a name on the
+ * wire): every pointer points strictly before the start of the segment being read (so
+ * pointers only go backward and cannot loop) and not into the header; the expanded
+ * name is at most 255 bytes. The result is lowercase with the trailing dot; label bytes
+ * outside `[a-z0-9_-]` are written as `\DDD`, so a label containing a dot can never
+ * equal a two-label name.
+ */
 function readName(buf: Buffer, off: number): number {
   codecCounters.namesExpanded++;
+  const after = skipName(buf, off);
+  if (after < 0) return -1;
+  // Validated above: labels lie inside the packet and pointers only go backward.
   let pos = off;
-  let segStart = off;
-  let after = -1;
-  let wire = 1;
   let name = '';
-  for (let steps = 0; steps < 256; steps++) {
-    if (pos >= buf.length) return -1;
-    const len = buf[pos]!;
-    if (len === 0) {
-      if (after < 0) after = pos + 1;
-      nameOut = name === '' ? '.' : name;
-      return after;
-    }
-    const kind = len & 0xc0;
-    if (kind === 0xc0) {
-      if (pos + 1 >= buf.length) return -1;
-      const ptr = ((len & 0x3f) << 8) | buf[pos + 1]!;
-      if (after < 0) after = pos + 2;
-      if (ptr < HEADER || ptr >= segStart) return -1;
-      segStart = ptr;
-      pos = ptr;
+  for (let len = buf[pos]!; len !== 0; len = buf[pos]!) {
+    if ((len & 0xc0) === 0xc0) {
+      pos = ((len & 0x3f) << 8) | buf[pos + 1]!;
       continue;
     }
-    if (kind !== 0) return -1;
-    const end = pos + 1 + len;
-    if (end > buf.length) return -1;
-    wire += len + 1;
-    if (wire > MAX_NAME_WIRE) return -1;
-    name += escapeLabel(buf, pos + 1, end) + '.';
-    pos = end;
+    name += escapeLabel(buf, pos + 1, pos + 1 + len) + '.';
+    pos += 1 + len;
   }
-  return -1;
+  nameOut = name === '' ? '.' : name;
+  return after;
 }
 
 /**
- * readName's checks without building the name: the offset after the name, or -1.
- * For names whose text is never used (every owner, authority and additional
- * records, CNAME data off the chain): expanding each into a string let one 64 KB
- * upstream message of pointers to long names cost ~100 ms of the event loop.
+ * Validate a possibly compressed name without building it: the offset after the
+ * name, or -1 (the checks readName relies on). Used alone for names whose text is never
+ * used (every owner, authority and additional records, CNAME data off the chain):
+ * expanding each into a string let one 64 KB upstream message of pointers to long
+ * names cost ~100 ms of the event loop.
  */
 function skipName(buf: Buffer, off: number): number {
   let pos = off;
