@@ -141,7 +141,7 @@ t.test('an L7 change is attributed to the rule whose L7 rules no longer match', 
   t.match(r.flows[0].new.rule, /^CiliumNetworkPolicy default\/rule1 ingress\[0\]$/);
 });
 
-t.test('lines that are JSON but not flows, or flows with fields of the wrong type, are skipped, not a crash', async (t) => {
+t.test('lines that are JSON but not flows, or flows with fields of the wrong type, are left out, not a crash', async (t) => {
   const recorded = (await readFile(flowFile, 'utf8')).split('\n').filter(Boolean);
   const first = JSON.parse(recorded[0]!);
   const odd = [

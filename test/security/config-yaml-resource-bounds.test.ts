@@ -50,7 +50,7 @@ t.test('nesting stacked through aliases is bounded too', async (t) => {
   t.same(r.documents, []);
 });
 
-t.test('too many documents or tokens in one file: one located error, the file skipped', async (t) => {
+t.test('too many documents or tokens in one file: one located error, the file left out', async (t) => {
   const docs = parseYaml('---\nkind: Namespace\n'.repeat(10_001));
   t.same(docs.errors.map((e) => `${e.line}:${e.col} ${e.message}`), ['20001:1 more than 10000 documents in one file; split it; file skipped']);
   t.same(docs.documents, []);
