@@ -262,7 +262,7 @@ export function parseYaml(text: string): ParsedYaml {
         ...start,
         message: err instanceof TooDeep
           ? `nested deeper than ${MAX_DEPTH} levels through aliases; document skipped`
-          : 'too many alias expansions (alias bomb?); document skipped',
+          : `more than ${MAX_EXPANDED_NODES} nodes after alias expansion (an alias bomb, or a document to split); document skipped`,
       });
     }
   }

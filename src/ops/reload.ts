@@ -59,6 +59,8 @@ export interface ReloaderOptions {
 export class ProxyReloader {
   readonly #o: ReloaderOptions;
   #chain: Promise<unknown> = Promise.resolve();
+  /** The reload waiting to start, shared by every request made meanwhile. */
+  #queued: Promise<ReloadReport> | undefined;
   #last: ReloadReport | undefined;
   #lastError: ReloadReport | undefined;
   /** Secrets only read at start-up, by `namespace/name` → content fingerprint. */
@@ -80,11 +82,22 @@ export class ProxyReloader {
   }
 
   reload(trigger: string): Promise<ReloadReport> {
+    // A reload that waits for the running one and has not started yet reads the files
+    // as they are when it starts: a later request is served by it too. A flood of
+    // POST /reload or SIGHUPs then costs at most one reload running and one queued,
+    // not one full load and compile each.
+    if (this.#queued) return this.#queued;
     // Never rejects: the watcher, SIGHUP and the workers' IPC start reloads with
     // `void`, and a rejection there would be unhandled and end the process. A throw
     // (a bug, not a config problem) is reported like a refused reload, with the
     // version actually in force.
-    const run = this.#chain.then(() => this.#reload(trigger)).catch((err: unknown) => this.#failed(trigger, err));
+    const run = this.#chain
+      .then(() => {
+        this.#queued = undefined;
+        return this.#reload(trigger);
+      })
+      .catch((err: unknown) => this.#failed(trigger, err));
+    this.#queued = run;
     this.#chain = run;
     return run;
   }

@@ -48,3 +48,36 @@ t.test('a throw during reload is a failed report, not a rejection', async (t) =>
   t.equal(reloader.lastError, undefined);
   t.same(counted, [false, true]);
 });
+
+t.test('a flood of reload requests costs one running and one queued reload', async (t) => {
+  const cfg = await starWarsDir({ upstream: 'http://127.0.0.1:9' });
+  t.teardown(cfg.cleanup);
+  const loaded = await loadConfigDir(cfg.dir);
+  const store = new PolicyStore();
+  t.ok(store.apply(loaded.docs).ok);
+  let loads = 0;
+  const reloader = new ProxyReloader({
+    store,
+    configDir: cfg.dir,
+    running: loaded.docs.proxyConfig!.spec,
+    startDocs: loaded.docs,
+    certificates: new Map(),
+    load: async (dir, opts) => {
+      loads++;
+      return loadConfigDir(dir, opts);
+    },
+  });
+  const first = reloader.reload('api');
+  // Let the first one start, then flood: every later request joins the one queued behind it.
+  await new Promise((r) => setImmediate(r));
+  const flood = Array.from({ length: 50 }, (_, i) => reloader.reload(`api-${i}`));
+  const reports = await Promise.all([first, ...flood]);
+  t.equal(loads, 2, 'two loads for 51 requests');
+  t.ok(reports.every((r) => r.ok));
+  t.equal(new Set(flood).size, 1, 'the queued requests share one reload');
+  t.equal(reports[1]!.trigger, 'api-0', 'reported under the trigger that queued it');
+  t.equal(reports[1]!.version, store.version);
+  // Once that ran, a new request is a new reload.
+  await reloader.reload('SIGHUP');
+  t.equal(loads, 3);
+});
