@@ -18,6 +18,8 @@ import { createHash } from 'node:crypto';
 const CONFIG_EXT = new Set(['.yaml', '.yml', '.json']);
 /** Bounds on the tree walk: a runaway directory cannot stall reloads forever. */
 const MAX_FILES = 20_000;
+/** Files above the loader's size limit (config/load.ts) are not read to be hashed. */
+const HASH_MAX_BYTES = 32 * 1024 * 1024;
 const MAX_DEPTH = 32;
 
 async function walk(root: string, filter: (name: string) => boolean, out: string[], seen: Set<string>, rel = '', depth = 0): Promise<void> {
@@ -75,7 +77,12 @@ export async function hashConfigTree(configDir: string, certsDir?: string): Prom
     for (const rel of files) {
       let data: Buffer;
       try {
-        data = await fsp.readFile(path.join(root, rel));
+        const file = path.join(root, rel);
+        const st = await fsp.stat(file);
+        // The loader refuses a file this large without reading it; reading it whole here
+        // on every change would be the memory spike the loader avoids. Size and mtime
+        // still show a change.
+        data = st.size > HASH_MAX_BYTES ? Buffer.from(`\0large\0${st.size}\0${st.mtimeMs}`) : await fsp.readFile(file);
       } catch {
         data = Buffer.from('\0unreadable');
       }
