@@ -22,6 +22,12 @@ export type AdminRoute = (req: http.IncomingMessage, res: http.ServerResponse) =
 export class AdminServer {
   readonly #server: http.Server;
   readonly routes = new Map<string, AdminRoute>();
+  /**
+   * Paths whose route takes another method than GET/HEAD and checks it itself. Every
+   * other known path answers anything but GET/HEAD with 405: a POST to /flows or
+   * /metrics is a client's mistake and used to read like a success (200).
+   */
+  readonly ownMethods = new Set<string>(['/reload']);
 
   constructor(private readonly readiness: ReadinessSource) {
     this.#server = http.createServer((req, res) => this.#handle(req, res));
@@ -35,6 +41,11 @@ export class AdminServer {
       res.end(body);
     };
     try {
+      const method = req.method ?? 'GET';
+      if (method !== 'GET' && method !== 'HEAD' && !this.ownMethods.has(path) && (path === '/healthz' || path === '/readyz' || this.routes.has(path))) {
+        res.setHeader('allow', 'GET, HEAD');
+        return send(405, 'GET only\n');
+      }
       if (path === '/healthz') return send(200, 'ok\n');
       if (path === '/readyz') {
         const why = this.readiness.notReadyReason();

@@ -274,6 +274,10 @@ t.test('POST /reload and changes that need a restart', async (t) => {
       req.end();
     });
   t.equal((await get(admin, '/reload')).statusCode, 405, 'GET /reload: 405');
+  for (const path of ['/flows', '/metrics', '/healthz', '/readyz']) {
+    t.equal((await post(path)).status, 405, `POST ${path}: 405 (read-only endpoints)`);
+  }
+  t.equal((await post('/nope')).status, 404);
   const r = await post('/reload');
   t.equal(r.status, 200);
   t.match(r.body, /^reloaded: policy version 2\n$/);
