@@ -278,8 +278,30 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
   });
   if (v.headerActions.length > 0) applyHeaderActions(headers, v.headerActions);
   const cb = new Forwarded(ctx, snap, p, v.type, srcPeer, dstPeer, info);
-  if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
+  if (ds.protocol === 'HTTP/2') setImmediate(forwardH2Stream, ctx, p, headers, cb, useH2);
+  else if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
   else if (ds instanceof H1Downstream && ds.body === ds.req) queueMicrotask(() => forwardH1Body(ctx, p, headers, cb));
+  else ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
+}
+
+/**
+ * An HTTP/2 stream, forwarded once the rest of the read it arrived in has been
+ * processed. Security (rapid reset, CVE-2023-44487): nghttp2 emits a stream's
+ * HEADERS before it parses the RST_STREAM that follows in the same read, and
+ * forwarded at once every HEADERS+RST_STREAM pair cost an upstream request that
+ * was cancelled a moment later: a new TCP connection each towards an HTTP/1.1
+ * upstream (undici drops a connection whose request was aborted), a stream and a
+ * RST_STREAM each on the shared session towards an h2c one (500 pairs: 501
+ * upstream connections). By the check phase such a stream is closed, and nothing
+ * is dialled for it. The cost is one turn of the event loop per HTTP/2 request.
+ */
+function forwardH2Stream(ctx: EnforceContext, p: Prepared, headers: string[], cb: Forwarded, useH2: boolean): void {
+  const ds = p.ds;
+  if (ds.closed) {
+    cb.onDone(0);
+    return;
+  }
+  if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
   else ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
 }
 
