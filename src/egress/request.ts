@@ -239,7 +239,16 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
       plainReply(ds, 400, true, 'scheme differs from the tunnel\r\n');
       return;
     }
-    if (tunnel.name !== undefined && splitAuthority(authority, 0).host !== tunnel.name) {
+    const host = splitAuthority(authority, 0).host;
+    if (tunnel.name !== undefined && host !== tunnel.name) {
+      plainReply(ds, 421, false, 'misdirected request\r\n');
+      return;
+    }
+    // The client's SNI must name that host too: serverNames were matched on the SNI,
+    // while the request and the re-originated TLS go to the CONNECT name. CONNECT
+    // other.test with SNI allowed.test reached other.test (SECURITY.md §5: SNI, Host
+    // and the FQDN allow-list bind to one name).
+    if (tunnel.sni !== undefined && host !== tunnel.sni) {
       plainReply(ds, 421, false, 'misdirected request\r\n');
       return;
     }

@@ -484,7 +484,9 @@ export class EgressListenerServer {
     tlsSocket.once('secure', () => {
       clearTimeout(timer);
       const sn = (tlsSocket as tls.TLSSocket & { servername?: string | false }).servername;
-      const sni = typeof sn === 'string' && sn ? sn.toLowerCase() : undefined;
+      // Normalised as the ClientHello reader and the Host check do (lowercase, no trailing dot).
+      const lower = typeof sn === 'string' ? sn.toLowerCase() : '';
+      const sni = (lower.endsWith('.') ? lower.slice(0, -1) : lower) || undefined;
       const served = certificateOf(tlsSocket);
       const inner: EgressConn = {
         remoteIp: conn.remoteIp,
