@@ -168,6 +168,7 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     await Promise.all(servers.map((s) => s.close(drainMs).catch(() => {})));
     await admin?.close();
     await flows.close();
+    await reloader?.close();
   };
   try {
     if (spec.admin && !opts.noAdmin) {

@@ -15,7 +15,7 @@ import type { ConfigDocs, LoadResult, NamespaceDoc, PodDoc, PolicyDoc, ProxyConf
 import { readNamespace, readPod, readSecret } from './k8s-objects.js';
 import { Fields, indexPath, Reporter } from './reader.js';
 import { readProxyConfig } from './validate-proxy-config.js';
-import { parseYaml, type Loc, type YNode } from './yaml-tree.js';
+import { parseYaml, type Loc, type ParsedYaml, type YNode } from './yaml-tree.js';
 import type { PolicyKind } from '../policy/api.js';
 import { readPolicyDoc } from '../policy/parse/policy-doc.js';
 
@@ -25,7 +25,15 @@ export interface LoadOptions {
    * a `certs` directory beside the config directory, when there is one.
    */
   readonly certsDir?: string;
+  /**
+   * Parses a file's text (default: `parseYaml` here). A running proxy passes a
+   * worker thread's (yaml-thread.ts) so a reload does not stall its traffic.
+   */
+  readonly parse?: (text: string) => Promise<ParsedYaml>;
 }
+
+/** Documents are validated in slices of about this long, with the event loop let run between them. */
+const SLICE_MS = 10;
 
 const CONFIG_EXT = new Set(['.yaml', '.yml', '.json']);
 const CERT_FILES = ['tls.crt', 'tls.key', 'ca.crt'];
@@ -280,7 +288,7 @@ function collectProxyConfigRefs(c: Collector, file: string, doc: ProxyConfigDoc,
   });
 }
 
-async function loadFile(c: Collector, dir: string, rel: string): Promise<void> {
+async function loadFile(c: Collector, dir: string, rel: string, parse: LoadOptions['parse']): Promise<void> {
   const file = path.join(dir, rel);
   const rep = c.reporter(file);
   let text: string;
@@ -295,12 +303,24 @@ async function loadFile(c: Collector, dir: string, rel: string): Promise<void> {
     rep.error({ line: 1, col: 1 }, '', `cannot read: ${errMessage(err)}`);
     return;
   }
-  const parsed = parseYaml(text);
+  let parsed: ParsedYaml;
+  try {
+    parsed = parse ? await parse(text) : parseYaml(text);
+  } catch (err) {
+    rep.error({ line: 1, col: 1 }, '', `YAML: cannot parse: ${errMessage(err)}`);
+    return;
+  }
   for (const e of parsed.errors) rep.error(e, '', `YAML: ${e.message}`);
   for (const w of parsed.warnings) rep.warn(w, '', `YAML: ${w.message}`);
+  let slice = performance.now();
   for (const d of parsed.documents) {
     for (const pr of d.problems) rep.error(pr, '', `YAML: ${pr.message}`);
     dispatch(c, rep, d.root, '');
+    if (performance.now() - slice > SLICE_MS) {
+      // A file of thousands of policies: let requests run between slices of it.
+      await new Promise((resolve) => setImmediate(resolve));
+      slice = performance.now();
+    }
   }
 }
 
@@ -386,7 +406,7 @@ export async function loadConfigDir(dir: string, opts: LoadOptions = {}): Promis
     c.reporter(dir).error({ line: 1, col: 1 }, '', 'config directory does not exist or is not a directory');
   } else {
     const files = await listConfigFiles(dir, (file, message) => c.reporter(file).error({ line: 1, col: 1 }, '', message));
-    for (const rel of files) await loadFile(c, dir, rel);
+    for (const rel of files) await loadFile(c, dir, rel, opts.parse);
   }
   if (opts.certsDir !== undefined) {
     await loadCertsDir(c, opts.certsDir);

@@ -25,6 +25,7 @@ import { formatIssue, type ConfigIssue, type SourcePos } from '../config/issues.
 import type { ListenerSpec, ProxyConfigSpec } from '../config/proxy-config.js';
 import type { PolicyStore } from '../policy/store.js';
 import { buildCertTable, type ListenerCertificates } from '../tls/cert-store.js';
+import { YamlThread } from '../config/yaml-thread.js';
 
 export interface ReloadReport {
   readonly ok: boolean;
@@ -65,10 +66,17 @@ export class ProxyReloader {
   #lastError: ReloadReport | undefined;
   /** Secrets only read at start-up, by `namespace/name` → content fingerprint. */
   readonly #frozenSecrets: ReadonlyMap<string, string>;
+  /** Files are parsed off the main thread: a large one does not stall traffic while it reloads. */
+  readonly #yaml = new YamlThread();
 
   constructor(o: ReloaderOptions) {
     this.#o = o;
     this.#frozenSecrets = frozenSecrets(o.running, o.startDocs.secrets);
+  }
+
+  /** Stop the parsing thread (it is unref'd, so this only frees it sooner). */
+  close(): Promise<void> {
+    return this.#yaml.close();
   }
 
   /** The last attempt (ok or not). */
@@ -119,7 +127,8 @@ export class ProxyReloader {
     let issues: ConfigIssue[] = [];
     let loaded: LoadResult | undefined;
     try {
-      loaded = await load(o.configDir, o.certsDir !== undefined ? { certsDir: o.certsDir } : {});
+      const parse = (text: string) => this.#yaml.parse(text);
+      loaded = await load(o.configDir, o.certsDir !== undefined ? { certsDir: o.certsDir, parse } : { parse });
       issues = [...loaded.errors];
     } catch (err) {
       issues = [{ file: o.configDir, line: 1, col: 1, path: '', message: err instanceof Error ? err.message : String(err) }];
