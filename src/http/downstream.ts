@@ -180,13 +180,20 @@ export class H2Downstream implements Downstream {
     }
   };
 
+  /** See onceDrain(): the longest a response may wait for the client to take more of it. */
+  readonly #stallMs: number;
+  #stallTimer: NodeJS.Timeout | undefined;
+
   constructor(
     readonly stream: ServerHttp2Stream,
     method: string,
+    stallMs = 0,
   ) {
+    this.#stallMs = stallMs;
     this.isHead = method === 'HEAD';
     this.body = stream.endAfterHeaders ? null : stream;
     stream.once('close', () => {
+      if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
       const l = this.#abortL;
       this.#abortL = undefined;
       if (l && (!this.#ended || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)) l.clientAborted(stream.rstCode);
@@ -221,8 +228,32 @@ export class H2Downstream implements Downstream {
     this.#writing++;
     return this.stream.write(chunk, this.#written);
   }
+  /**
+   * Security: a client that opens streams with a flow-control window of 0 (or
+   * never sends WINDOW_UPDATE) and keeps its session alive with PINGs holds each
+   * forwarded request open upstream for as long as it likes; 128 such streams (two
+   * connections) took every connection of the HTTP/1.1 upstream pool, and every
+   * other client of the listener waited without end. A response that cannot move
+   * for `stallMs` (the listener's idle timeout) is reset with CANCEL, which cancels
+   * the upstream request through the abort listener.
+   */
   onceDrain(fn: () => void): void {
-    this.stream.once('drain', fn);
+    if (this.#stallMs > 0 && this.#stallTimer === undefined) {
+      this.#stallTimer = setTimeout(onStalled, this.#stallMs, this);
+      this.#stallTimer.unref();
+    }
+    this.stream.once('drain', () => {
+      if (this.#stallTimer !== undefined) {
+        clearTimeout(this.#stallTimer);
+        this.#stallTimer = undefined;
+      }
+      fn();
+    });
+  }
+  /** @internal The response waited `stallMs` for the client: reset, and the upstream is told (the 'close' listener). */
+  stalled(): void {
+    this.#stallTimer = undefined;
+    if (!this.stream.destroyed) this.stream.close(h2c.NGHTTP2_CANCEL);
   }
   /**
    * End the stream once every body write has completed. Ended at once, END_STREAM
@@ -259,6 +290,10 @@ export class H2Downstream implements Downstream {
     this.#abortL = undefined;
     this.stream.session?.destroy();
   }
+}
+
+function onStalled(ds: H2Downstream): void {
+  ds.stalled();
 }
 
 /**

@@ -402,7 +402,7 @@ function prepare(
 export function handleH2(ctx: EnforceContext, stream: ServerHttp2Stream, headers: H2Headers, raw: string[]): void {
   const start = process.hrtime.bigint();
   const method = headers[':method'];
-  const ds = new H2Downstream(stream, typeof method === 'string' ? method : '');
+  const ds = new H2Downstream(stream, typeof method === 'string' ? method : '', ctx.limits.idleTimeoutMs);
   const conn = connInfoOf(stream.session?.socket);
   if (!conn) {
     plainReply(ds, 500, false);
