@@ -16,7 +16,7 @@
  * handshake, so swapping the table changes the certificate for new connections
  * without restarting the listener; live connections keep the context they got.
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { constants as cryptoConstants, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { createSecureContext, createServer as createTlsServer, type SecureContext, type TLSSocket, type TlsOptions, type Server as TlsServer } from 'node:tls';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +27,14 @@ import { WardenError } from '../core/errors.js';
 /** ALPN served by every terminating listener (h2 first: clients that speak it should). */
 export const SERVER_ALPN: readonly string[] = Object.freeze(['h2', 'http/1.1']);
 export const MIN_TLS_VERSION = 'TLSv1.2' as const;
+/**
+ * OpenSSL options of every terminating context: no renegotiation (TLS 1.2; 1.3 has
+ * none). Envoy (BoringSSL) never accepts one as a server. Node's own limit (3 per 10
+ * minutes) did not hold on a bare server-side TLSSocket (egress interception): its
+ * ERR_TLS_SESSION_ATTACK only reaches the internal '_tlsError' event, so one tunnel
+ * could renegotiate hundreds of times a second, a private-key operation each.
+ */
+export const SERVER_SECURE_OPTIONS = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
 
 export type SecretSource = readonly SecretDoc[] | ReadonlyMap<string, SecretDoc>;
 
@@ -167,7 +175,7 @@ function loadServing(doc: SecretDoc, now: number, clientCA: string | undefined):
   try {
     // SNI-chosen contexts replace the default one for the handshake, and with it the
     // store that verifies client certificates: every context carries the client CA.
-    context = createSecureContext({ cert: certPem, key: keyPem, minVersion: MIN_TLS_VERSION, ...(clientCA ? { ca: clientCA } : {}) });
+    context = createSecureContext({ cert: certPem, key: keyPem, minVersion: MIN_TLS_VERSION, secureOptions: SERVER_SECURE_OPTIONS, ...(clientCA ? { ca: clientCA } : {}) });
   } catch (err) {
     throw tlsError(secret, `tls.crt/tls.key rejected by OpenSSL (${(err as { code?: string }).code ?? 'error'})`);
   }
@@ -268,6 +276,7 @@ export class ListenerCertificates {
       },
       ALPNProtocols: [...SERVER_ALPN],
       minVersion: MIN_TLS_VERSION,
+      secureOptions: SERVER_SECURE_OPTIONS,
       requestCert: t.clientAuth !== 'none',
       rejectUnauthorized: t.clientAuth === 'require',
       ...(t.clientCA ? { ca: t.clientCA } : {}),
@@ -316,6 +325,7 @@ export class ListenerCertificates {
         key: next.defaultCert.keyPem,
         cert: next.defaultCert.certPem,
         minVersion: MIN_TLS_VERSION,
+        secureOptions: SERVER_SECURE_OPTIONS,
         ...(next.clientCA ? { ca: next.clientCA } : {}),
       });
       server.setTicketKeys(randomBytes(48));
