@@ -11,12 +11,17 @@
  * (it never keeps the process alive) and stopped after a while unused.
  */
 import { Worker } from 'node:worker_threads';
-import type { ParsedYaml, YamlDocument } from './yaml-tree.js';
+import { parseYaml, type ParsedYaml, type YamlDocument } from './yaml-tree.js';
 
 /** A parked thread costs ~10 MB; reloads come in bursts. */
 const IDLE_MS = 10_000;
 /** Well above what the YAML bounds let a 32 MB file build (yaml-tree.ts). */
 const HEAP_MB = 1024;
+/**
+ * Files smaller than this are parsed inline: ~30 ms of main thread at most on this
+ * VM (~1 MB/s), less than starting the thread and the round trips cost a reload.
+ */
+const INLINE_BELOW = 32 * 1024;
 
 interface Pending {
   readonly resolve: (p: ParsedYaml) => void;
@@ -40,9 +45,16 @@ export class YamlThread {
   #idle: NodeJS.Timeout | undefined;
   /** Threads started (tests: a crashed thread is replaced). */
   started = 0;
+  readonly #inlineBelow: number;
 
-  /** `parseYaml(text)` on the thread. Rejects only when the thread itself fails. */
+  /** `inlineBelow`: text shorter than this (UTF-16 units) is parsed on the calling thread. */
+  constructor(opts: { readonly inlineBelow?: number } = {}) {
+    this.#inlineBelow = opts.inlineBelow ?? INLINE_BELOW;
+  }
+
+  /** `parseYaml(text)`, on the thread for large text. Rejects only when the thread itself fails. */
   parse(text: string): Promise<ParsedYaml> {
+    if (text.length < this.#inlineBelow) return Promise.resolve(parseYaml(text));
     const w = this.#worker ?? this.#start();
     if (this.#idle !== undefined) {
       clearTimeout(this.#idle);

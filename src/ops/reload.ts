@@ -24,7 +24,7 @@ import type { ConfigDocs, LoadResult, SecretDoc } from '../config/documents.js';
 import { formatIssue, type ConfigIssue, type SourcePos } from '../config/issues.js';
 import type { ListenerSpec, ProxyConfigSpec } from '../config/proxy-config.js';
 import type { PolicyStore } from '../policy/store.js';
-import { buildCertTable, type ListenerCertificates } from '../tls/cert-store.js';
+import type { CertTable, ListenerCertificates } from '../tls/cert-store.js';
 import { YamlThread } from '../config/yaml-thread.js';
 
 export interface ReloadReport {
@@ -133,7 +133,7 @@ export class ProxyReloader {
     } catch (err) {
       issues = [{ file: o.configDir, line: 1, col: 1, path: '', message: err instanceof Error ? err.message : String(err) }];
     }
-    const pending: { certs: ListenerCertificates; spec: ListenerSpec & { mode: 'ingress' } }[] = [];
+    const pending: { certs: ListenerCertificates; table: CertTable }[] = [];
     if (loaded && issues.length === 0) {
       issues = restartIssues(o.running, loaded.docs, this.#frozenSecrets, o.configDir);
       if (issues.length === 0) {
@@ -143,8 +143,7 @@ export class ProxyReloader {
           const certs = o.certificates.get(l.name);
           if (!certs) continue;
           try {
-            buildCertTable(l.tls, loaded.docs.secrets);
-            pending.push({ certs, spec: l });
+            pending.push({ certs, table: certs.prepare(l.tls, loaded.docs.secrets) });
           } catch (err) {
             const at = loaded.docs.proxyConfig!.pos;
             issues.push({ ...at, path: `spec.listeners[${l.name}].tls`, message: err instanceof Error ? err.message : String(err) });
@@ -156,14 +155,8 @@ export class ProxyReloader {
       const r = o.store.apply(loaded.docs, loaded.warnings);
       if (!r.ok) issues = [...r.errors];
       else {
-        for (const p of pending) {
-          try {
-            p.certs.reload(p.spec.tls!, loaded.docs.secrets);
-          } catch (err) {
-            // Validated above; only reachable through a race with the clock (expiry).
-            o.log?.(`l7warden: reload: listener ${p.spec.name}: certificates kept: ${err instanceof Error ? err.message : String(err)}`);
-          }
-        }
+        // Prepared (validated) before the swap: installing cannot fail half-way.
+        for (const p of pending) p.certs.install(p.table);
         o.onApplied?.(loaded.docs);
       }
     }

@@ -310,16 +310,33 @@ export class ListenerCertificates {
 
   /**
    * Validate the new material completely, then swap it in for new handshakes. On
-   * error throws and keeps serving the old table. Ticket keys are rotated so a
-   * session from before the change is not resumed under the new trust settings
-   * (Envoy CVE-2022-21654 class). Client-auth mode (requestCert) is fixed per server:
-   * changing it needs a new listener, so a change is refused here.
+   * error throws and keeps serving the old table. Same as `install(prepare(…))`.
    */
   reload(listenerTLS: ListenerTLS, secrets: SecretSource): void {
+    this.install(this.prepare(listenerTLS, secrets));
+  }
+
+  /**
+   * The table `install` would serve, validated completely; throws (WardenError
+   * L7W_ERR_TLS) without changing anything. Client-auth mode (requestCert) is fixed
+   * per server: changing it needs a new listener, so a change is refused here. A hot
+   * reload prepares every listener's table before it swaps the policy, so the swap
+   * and the certificates either both change or neither does.
+   */
+  prepare(listenerTLS: ListenerTLS, secrets: SecretSource): CertTable {
     const next = buildCertTable(listenerTLS, secrets);
     if (next.clientAuth !== this.#table.clientAuth) {
       throw new WardenError('L7W_ERR_TLS', `listener clientAuth changed (${this.#table.clientAuth} → ${next.clientAuth}): needs a restart of the listener`);
     }
+    return next;
+  }
+
+  /**
+   * Serve a prepared table to new handshakes. Ticket keys are rotated so a session
+   * from before the change is not resumed under the new trust settings (Envoy
+   * CVE-2022-21654 class).
+   */
+  install(next: CertTable): void {
     for (const server of this.#servers) {
       server.setSecureContext({
         key: next.defaultCert.keyPem,

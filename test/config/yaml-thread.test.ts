@@ -16,7 +16,7 @@ status: { podIP: 10.0.${Math.floor(i / 250)}.${(i % 250) + 1} }
 `;
 
 t.test('same documents, errors and warnings as inline, across several parts', async (t) => {
-  const th = new YamlThread();
+  const th = new YamlThread({ inlineBelow: 0 });
   t.teardown(() => th.close());
   // 250 documents (three parts of at most 100), a duplicate key, a bad one, a YAML warning.
   const text = Array.from({ length: 250 }, (_, i) => pod(i)).join('---\n') + '---\na: 1\na: 2\n---\nc: !foo x\n---\n[unclosed\n';
@@ -33,7 +33,7 @@ t.test('same documents, errors and warnings as inline, across several parts', as
 });
 
 t.test('a thread that fails rejects its parse; the next parse gets a new thread', async (t) => {
-  const th = new YamlThread();
+  const th = new YamlThread({ inlineBelow: 0 });
   t.teardown(() => th.close());
   // Not a string: parseYaml throws inside the thread, which ends it.
   await t.rejects(th.parse(42 as unknown as string));
@@ -45,7 +45,7 @@ t.test('a thread that fails rejects its parse; the next parse gets a new thread'
 });
 
 t.test('loadConfigDir through the thread reports what inline loading reports', async (t) => {
-  const th = new YamlThread();
+  const th = new YamlThread({ inlineBelow: 0 });
   t.teardown(() => th.close());
   const dir = t.testdir({
     'pods.yaml': Array.from({ length: 120 }, (_, i) => pod(i)).join('---\n'),
@@ -58,6 +58,17 @@ t.test('loadConfigDir through the thread reports what inline loading reports', a
   t.ok(viaThread.errors.some((e) => e.file.endsWith('bad.yaml') && e.line === 4), 'errors keep their lines');
   t.equal(viaThread.docs.pods.length, inline.docs.pods.length);
   t.equal(viaThread.docs.pods.length, 120);
+});
+
+t.test('small files are parsed inline, large ones on the thread', async (t) => {
+  const th = new YamlThread();
+  t.teardown(() => th.close());
+  t.same(await th.parse(pod(1)), parseYaml(pod(1)));
+  t.equal(th.started, 0, 'a small file starts no thread');
+  const large = Array.from({ length: 400 }, (_, i) => pod(i)).join('---\n');
+  t.ok(large.length > 32 * 1024);
+  t.same(await th.parse(large), parseYaml(large));
+  t.equal(th.started, 1);
 });
 
 t.test('a parser that throws becomes an error of that file', async (t) => {

@@ -130,6 +130,15 @@ t.test('reload swaps certificates for new handshakes; a bad reload keeps the old
   await rejectsWarden(t, () => certs.reload(tls, [leafSecret('default/d', deathstar2)]), 'L7W_ERR_TLS', /default\/w: not found/);
   t.equal((await peerSerial(port, 'tie.empire.test').then((c) => { c.close(); return c.serial; })), serial(wild2.certPem), 'still the previous good table');
   await rejectsWarden(t, () => certs.reload({ ...tls, clientAuth: 'require' }, [leafSecret('default/d', deathstar2), leafSecret('default/w', wild2)]), 'L7W_ERR_TLS', /clientAuth changed/);
+
+  // A hot reload prepares the table before the policy swap and installs it after:
+  // preparing serves nothing new, installing serves exactly what was prepared.
+  const deathstar3 = makeLeaf(ca2, { dns: ['deathstar.default.svc', 'localhost'], ips: ['127.0.0.1'] });
+  const table = certs.prepare(tls, [leafSecret('default/d', deathstar3), leafSecret('default/w', wild2)]);
+  t.equal((await peerSerial(port).then((c) => { c.close(); return c.serial; })), serial(deathstar2.certPem), 'prepared, not yet served');
+  certs.install(table);
+  t.equal(certs.table, table);
+  t.equal((await peerSerial(port).then((c) => { c.close(); return c.serial; })), serial(deathstar3.certPem), 'installed');
 });
 
 t.test('serverOptions shape', async (t) => {
