@@ -107,7 +107,12 @@ function serverName(b: Buffer, p: number, end: number): string | undefined | nul
  */
 export function readClientHello(socket: Duplex, head: Buffer, timeoutMs: number): Promise<{ result: ClientHelloResult; bytes: Buffer } | undefined> {
   return new Promise((resolve) => {
+    // Chunks are kept apart and joined only once the record header says the record
+    // could be complete: a ClientHello trickled a byte per segment was re-joined on
+    // every segment (~134 MB copied for a 16 KB record).
     let buf = head;
+    const more: Buffer[] = [];
+    let have = head.length;
     let done = false;
     const finish = (v: { result: ClientHelloResult; bytes: Buffer } | undefined) => {
       if (done) return;
@@ -120,13 +125,24 @@ export function readClientHello(socket: Duplex, head: Buffer, timeoutMs: number)
       resolve(v);
     };
     const check = () => {
+      if (more.length > 0) {
+        more.unshift(buf);
+        buf = Buffer.concat(more, have);
+        more.length = 0;
+      }
       const result = parseClientHello(buf);
       if (result.kind !== 'partial') finish({ result, bytes: buf });
       else if (buf.length >= MAX_RECORD) finish({ result: { kind: 'invalid' }, bytes: buf });
     };
+    /** Bytes the first record needs (header included), once its header is in `buf`. */
+    const needed = () => (buf.length >= 5 ? Math.min(5 + buf.readUInt16BE(3), MAX_RECORD) : 0);
     const onData = (d: Buffer) => {
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
-      check();
+      if (buf.length === 0) buf = d;
+      else more.push(d);
+      have += d.length;
+      // Parse when nothing needs joining, the header is incomplete (≤ 5 bytes to join)
+      // or the record may be complete; a partial record's parse stops at its header.
+      if (more.length === 0 || buf.length < 5 || have >= needed()) check();
     };
     const onClose = () => finish(undefined);
     const timer = setTimeout(() => finish(undefined), timeoutMs);

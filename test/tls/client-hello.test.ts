@@ -93,3 +93,24 @@ t.test('readClientHello waits for the record, within its time', async (t) => {
   gone.destroy();
   t.equal(await g, undefined, 'client gone');
 });
+
+t.test('readClientHello: a record trickled a byte at a time, garbage after a split header', async (t) => {
+  const hello = await clientHello('api.example.test');
+  const s = new PassThrough();
+  const p = readClientHello(s, Buffer.alloc(0), 5000);
+  // One byte per chunk: the chunks are joined once the header says the record is complete.
+  for (let i = 0; i < hello.length; i++) s.write(hello.subarray(i, i + 1));
+  const r = await p;
+  t.same(r?.result, { kind: 'sni', name: 'api.example.test' });
+  t.same(r?.bytes, hello, 'every byte, in order');
+  // Not TLS, the header's first bytes split off: refused as soon as the header is whole.
+  const g = new PassThrough();
+  const q = readClientHello(g, Buffer.from('GE'), 5000);
+  g.write(Buffer.from('T / HTTP/1.1\r\n'));
+  t.same((await q)?.result, { kind: 'invalid' });
+  // A record header that promises more than the client sends keeps waiting (until the time).
+  const w = new PassThrough();
+  const long = readClientHello(w, hello.subarray(0, 5), 150);
+  w.write(hello.subarray(5, 50));
+  t.equal(await long, undefined, 'incomplete record: nothing within the time');
+});
