@@ -23,6 +23,13 @@ import { FrameReader, TcpUpstreamConn, frame } from '../dns/upstream.js';
 
 /** Bytes of answers queued to one TCP client before we stop reading its queries. */
 const TCP_WRITE_HIGH = 64 * 1024;
+/**
+ * Bytes of incomplete TCP messages held for all clients of a listener together.
+ * One client may send 65,535 bytes of a message and hold them open: without a cap,
+ * `maxConnectionsPerListener` (10,000) such connections held 640 MB. Real queries
+ * are a few hundred bytes and complete within a segment or two.
+ */
+const TCP_PARTIAL_BUDGET = 16 * 1024 * 1024;
 
 export interface DnsListenerOptions {
   readonly spec: DnsListener;
@@ -46,8 +53,13 @@ export interface DnsListenerOptions {
    * toFQDNs would keep it open. Without it, re-labelling waits for the next DNS query.
    */
   readonly onSwap?: (fn: (s: PolicySnapshot) => void) => () => void;
-  /** Idle timeout of client TCP connections (default min(limits.idleTimeoutMs, 10 s)). */
+  /**
+   * Idle timeout of client TCP connections (default min(limits.idleTimeoutMs, 10 s)).
+   * Also the time a message has to arrive whole once its first byte has.
+   */
   readonly tcpIdleTimeoutMs?: number;
+  /** Bytes of incomplete messages held for all TCP clients together (tests; default 16 MiB). */
+  readonly tcpPartialBudgetBytes?: number;
 }
 
 export interface RunningDnsListener {
@@ -60,6 +72,8 @@ export interface RunningDnsListener {
   readonly fqdn: FqdnCache;
   /** TCP client connections open now (the l7warden_open_connections gauge). */
   readonly openConnections: number;
+  /** Bytes of incomplete TCP messages held now, and the connections closed over it. */
+  readonly tcpPartial: { readonly bytes: number; readonly closedOverBudget: number; readonly closedSlow: number };
   close(drainMs?: number): Promise<void>;
 }
 
@@ -181,10 +195,26 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
 
   const idleMs = opts.tcpIdleTimeoutMs ?? Math.min(limits.idleTimeoutMs, 10_000);
   const conns = new Set<net.Socket>();
+  const partialBudget = opts.tcpPartialBudgetBytes ?? TCP_PARTIAL_BUDGET;
+  const partial = { bytes: 0, closedOverBudget: 0, closedSlow: 0 };
   tcp.maxConnections = limits.maxConnectionsPerListener;
   tcp.on('connection', (sock) => {
     conns.add(sock);
     const reader = new FrameReader();
+    /** What this connection counts in partial.bytes. */
+    let held = 0;
+    /**
+     * A message must arrive whole within idleMs of its first byte: the idle timer
+     * alone restarts on every byte, so a message trickled a byte every few seconds
+     * would hold its buffer (and its share of the budget) indefinitely.
+     */
+    let slow: NodeJS.Timeout | undefined;
+    const release = (): void => {
+      partial.bytes -= held;
+      held = 0;
+      if (slow !== undefined) clearTimeout(slow);
+      slow = undefined;
+    };
     const upstream = new TcpUpstreamConn(spec.upstream.host, spec.upstream.port, limits.dnsUpstreamTimeoutMs, proxy.upstreamStats);
     const address = sock.remoteAddress ?? '';
     const port = sock.remotePort ?? 0;
@@ -208,7 +238,32 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
       if (open && sock.isPaused()) sock.resume();
     });
     sock.on('data', (chunk) => {
+      if (!open) return;
       const msgs = reader.push(chunk);
+      const now = reader.buffered;
+      partial.bytes += now - held;
+      held = now;
+      if (msgs.length > 0 && slow !== undefined) {
+        clearTimeout(slow);
+        slow = undefined;
+      }
+      if (held > 0 && partial.bytes > partialBudget) {
+        // Whoever takes the listener past the budget loses its connection (and what it held).
+        partial.closedOverBudget++;
+        open = false;
+        release();
+        sock.destroy();
+        return;
+      }
+      if (held > 0 && slow === undefined) {
+        slow = setTimeout(() => {
+          partial.closedSlow++;
+          open = false;
+          release();
+          sock.destroy();
+        }, idleMs);
+        slow.unref();
+      }
       for (const m of msgs) {
         if (!open) return;
         // Copy: the codec keeps subarrays of the message and the answer is written in place.
@@ -218,6 +273,7 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
     sock.on('error', () => {});
     sock.on('close', () => {
       open = false;
+      release();
       conns.delete(sock);
       upstream.close();
     });
@@ -236,6 +292,7 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
     get openConnections() {
       return conns.size;
     },
+    tcpPartial: partial,
     proxy,
     fqdn,
     async close(drainMs = 0) {

@@ -58,6 +58,8 @@ export interface HarnessOptions {
   readonly upstream?: DnsUpstreamOptions;
   readonly enforcement?: 'default' | 'always' | 'never';
   readonly flows?: boolean;
+  /** Passed to the listener (its default is 16 MiB). */
+  readonly tcpPartialBudgetBytes?: number;
 }
 
 export class DnsHarness {
@@ -144,6 +146,7 @@ ${opts.limitsExtra ?? ''}
         return () => this.#swapListeners.delete(fn);
       },
       ...(flows ? { flows } : {}),
+      ...(opts.tcpPartialBudgetBytes !== undefined ? { tcpPartialBudgetBytes: opts.tcpPartialBudgetBytes } : {}),
     });
   }
 
