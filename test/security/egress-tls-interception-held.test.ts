@@ -4,7 +4,8 @@
  *
  *  - re-originated TLS to a destination with a self-signed or expired certificate,
  *    one that speaks plaintext, or one that speaks only h2: 502, no request reaches it
- *    (never a retry in plaintext);
+ *    (never a retry in plaintext); one that never answers the ClientHello: 503 at the
+ *    connect timeout;
  *  - the client's side of an interception: TLS 1.0/1.1 offers (openssl s_client
  *    through CONNECT), an h2-only ALPN offer, an h2 preface after http/1.1 was agreed,
  *    a silent or dribbling client (closed at tlsHandshakeTimeoutMs), garbage instead
@@ -62,6 +63,14 @@ h2only.on('stream', (s) => {
 });
 h2only.listen(PORT, '127.0.0.95');
 await once(h2only, 'listening');
+// A destination that accepts TCP and never answers the ClientHello.
+let silentBytes = 0;
+const silentDest = net.createServer((c) => {
+  c.on('error', () => {});
+  c.on('data', (d: Buffer) => (silentBytes += d.length));
+});
+silentDest.listen(PORT, '127.0.0.96');
+await once(silentDest, 'listening');
 // The serverNames tunnel (not intercepted): a raw TCP destination on its own port.
 const passthrough = await startCapture('127.0.0.97', 0, { kind: 'echo' });
 const SNI_PORT = passthrough.port;
@@ -96,7 +105,7 @@ spec:
     'default/upstream-ca': { 'ca.crt': upstreamCA.certPem },
   },
 }));
-const ips: Record<string, string> = { secure: '127.0.0.90', selfsigned: '127.0.0.92', expired: '127.0.0.93', plain: '127.0.0.94', h2only: '127.0.0.95', sni: '127.0.0.97' };
+const ips: Record<string, string> = { secure: '127.0.0.90', selfsigned: '127.0.0.92', expired: '127.0.0.93', plain: '127.0.0.94', h2only: '127.0.0.95', silent: '127.0.0.96', sni: '127.0.0.97' };
 for (const [name, ip] of Object.entries(ips)) h.dns.setRecord(`${name}.example.test`, { a: [ip] });
 // openssl s_client cannot choose its source address: a relay from the app's.
 const relay = await startRelay(h.egressPort, { from: APP.ip });
@@ -105,6 +114,7 @@ t.teardown(async () => {
   await h.close();
   await Promise.all([...Object.values(caps), passthrough].map((c) => c.close()));
   h2only.close();
+  silentDest.close();
 });
 
 /** A CONNECT tunnel from the app, answered 200. */
@@ -186,6 +196,12 @@ t.test('re-originated TLS: bad destination certificates, plaintext, h2 only: 502
   const r = await intercepted('h2only.example.test', get('h2only.example.test'));
   t.match(r, /^HTTP\/1\.1 502 /, 'h2-only destination (ALPN http/1.1 offered): 502');
   t.equal(h2Streams, 0);
+  // A destination silent after the TCP accept: the connect timeout (2 s) covers the handshake.
+  const t0 = Date.now();
+  const silent = await intercepted('silent.example.test', get('silent.example.test'));
+  t.match(silent, /^HTTP\/1\.1 50[34] /, 'silent destination: 503/504');
+  t.ok(Date.now() - t0 < 5000, `answered after ${Date.now() - t0} ms`);
+  t.ok(silentBytes > 0 && silentBytes < 2000, 'it got the ClientHello and nothing more');
 });
 
 t.test('the client side of an interception', async (t) => {
