@@ -301,6 +301,10 @@ function forwardH2Stream(ctx: EnforceContext, p: Prepared, headers: string[], cb
     cb.onDone(0);
     return;
   }
+  // An empty body whose END_STREAM came in the same read (HEADERS, then an empty
+  // DATA frame): Node has already emitted its 'end' without a reader, and a relay
+  // attached now would wait for it forever. Nothing has read it, so it was empty.
+  if (ds.body !== null && ds.body.readableEnded) ds.body = null;
   if (useH2) ctx.h2!.forward(ds, p.method, p.path, p.authority, headers, cb);
   else ctx.h1!.forward(ds, p.method, p.path, p.authority, headers, cb);
 }

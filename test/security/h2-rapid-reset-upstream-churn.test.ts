@@ -50,10 +50,14 @@ for (const kind of ['http', 'h2c'] as const) {
     // A second client is served, and is the only one the upstream heard from.
     const s = await h2Connect(port, TIE);
     const r = await h2Request(s, { method: 'POST', path: '/v1/request-landing', body: 'x' });
+    // Forwarding after the read must not lose a body that ended in it: HEADERS, then an
+    // empty DATA frame with END_STREAM (Node emits the empty body's 'end' unread).
+    const empty = await h2Request(s, { method: 'POST', path: '/v1/request-landing', body: '' });
     s.close();
     c.sock.destroy();
     t.equal(r.status, 200, 'a second client is served');
-    t.equal(up.requests.length, 1, `only the second client's request reached the upstream (got ${up.requests.length})`);
+    t.equal(empty.status, 200, 'an empty body ended by its own DATA frame is forwarded');
+    t.equal(up.requests.length, 2, `only the second client's requests reached the upstream (got ${up.requests.length})`);
     if (kind === 'http') t.ok(upstreamConnections <= 2, `upstream connections: ${upstreamConnections} (was one per pair)`);
   });
 }
