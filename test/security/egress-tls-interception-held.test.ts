@@ -3,9 +3,9 @@
  * Kept as regression cases for what test/egress and test/tls do not already cover:
  *
  *  - re-originated TLS to a destination with a self-signed or expired certificate,
- *    one that speaks plaintext, or one that speaks only h2: 502, no request reaches it
- *    (never a retry in plaintext); one that never answers the ClientHello: 503 at the
- *    connect timeout;
+ *    one that speaks plaintext, only TLS 1.0/1.1, or only h2: 502, no request reaches it
+ *    (never a retry in plaintext or an older TLS); one that never answers the
+ *    ClientHello: 503 at the connect timeout;
  *  - the client's side of an interception: TLS 1.0/1.1 offers (openssl s_client
  *    through CONNECT), an h2-only ALPN offer, an h2 preface after http/1.1 was agreed,
  *    a silent or dribbling client (closed at tlsHandshakeTimeoutMs), garbage instead
@@ -63,6 +63,16 @@ h2only.on('stream', (s) => {
 });
 h2only.listen(PORT, '127.0.0.95');
 await once(h2only, 'listening');
+// A destination that speaks only TLS 1.0/1.1.
+const oldLeaf = makeLeaf(upstreamCA, { dns: ['oldtls.example.test'] });
+let oldRequests = 0;
+const oldTls = (await import('node:https')).createServer({ cert: oldLeaf.certPem, key: oldLeaf.keyPem, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' }, (_req, res) => {
+  oldRequests++;
+  res.end();
+});
+oldTls.on('tlsClientError', () => {});
+oldTls.listen(PORT, '127.0.0.91');
+await once(oldTls, 'listening');
 // A destination that accepts TCP and never answers the ClientHello.
 let silentBytes = 0;
 const silentDest = net.createServer((c) => {
@@ -105,7 +115,7 @@ spec:
     'default/upstream-ca': { 'ca.crt': upstreamCA.certPem },
   },
 }));
-const ips: Record<string, string> = { secure: '127.0.0.90', selfsigned: '127.0.0.92', expired: '127.0.0.93', plain: '127.0.0.94', h2only: '127.0.0.95', silent: '127.0.0.96', sni: '127.0.0.97' };
+const ips: Record<string, string> = { secure: '127.0.0.90', oldtls: '127.0.0.91', selfsigned: '127.0.0.92', expired: '127.0.0.93', plain: '127.0.0.94', h2only: '127.0.0.95', silent: '127.0.0.96', sni: '127.0.0.97' };
 for (const [name, ip] of Object.entries(ips)) h.dns.setRecord(`${name}.example.test`, { a: [ip] });
 // openssl s_client cannot choose its source address: a relay from the app's.
 const relay = await startRelay(h.egressPort, { from: APP.ip });
@@ -115,6 +125,7 @@ t.teardown(async () => {
   await Promise.all([...Object.values(caps), passthrough].map((c) => c.close()));
   h2only.close();
   silentDest.close();
+  oldTls.close();
 });
 
 /** A CONNECT tunnel from the app, answered 200. */
@@ -196,6 +207,8 @@ t.test('re-originated TLS: bad destination certificates, plaintext, h2 only: 502
   const r = await intercepted('h2only.example.test', get('h2only.example.test'));
   t.match(r, /^HTTP\/1\.1 502 /, 'h2-only destination (ALPN http/1.1 offered): 502');
   t.equal(h2Streams, 0);
+  t.match(await intercepted('oldtls.example.test', get('oldtls.example.test')), /^HTTP\/1\.1 502 /, 'a TLS 1.0/1.1-only destination: 502 (TLS 1.2 minimum)');
+  t.equal(oldRequests, 0);
   // A destination silent after the TCP accept: the connect timeout (2 s) covers the handshake.
   const t0 = Date.now();
   const silent = await intercepted('silent.example.test', get('silent.example.test'));
