@@ -16,7 +16,20 @@ import { setFlagsFromString } from 'node:v8';
 setFlagsFromString('--no-allocation-site-pretenuring');
 const { main } = await import('./commands.js');
 
-main(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+// A reader that goes away (`l7warden observe --file f | head`) made the next write
+// an unhandled EPIPE with a stack trace. A printing command ends quietly, as a C tool
+// would on SIGPIPE; `run` and `demo` keep serving (their flow sink stops writing to a
+// closed stdout and counts the records it drops), whatever reads their output.
+const serving = argv[0] === 'run' || argv[0] === 'demo';
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (!serving) process.exit(process.exitCode ?? 0);
+  });
+}
+
+main(argv).then(
   (code) => {
     process.exitCode = code;
   },

@@ -111,8 +111,20 @@ export class FlowSink {
         );
       }
     }
-    if (this.#out === process.stdout) this.#out.on('drain', () => this.#onDrain());
+    if (this.#out === process.stdout) {
+      process.stdout.on('drain', this.#stdoutDrain);
+      process.stdout.on('error', this.#stdoutError);
+    }
   }
+
+  readonly #stdoutDrain = (): void => this.#onDrain();
+  /**
+   * A closed stdout (its reader went away: EPIPE) stops the file output, as a file
+   * that fails does: later records go only to the other readers, if any.
+   */
+  readonly #stdoutError = (): void => {
+    if (this.#out === process.stdout) this.#out = undefined;
+  };
 
   #open(): WriteStream {
     // A high-water mark above one coalesced write (FILE_WRITE_BYTES): `false` from
@@ -348,6 +360,8 @@ export class FlowSink {
       this.#pendingBytes = 0;
     }
     if (out && this.#ownsOut) await new Promise<void>((resolve) => out.end(resolve));
+    process.stdout.off('drain', this.#stdoutDrain);
+    process.stdout.off('error', this.#stdoutError);
     this.#out = undefined;
     this.#listeners.clear();
     this.#batchListeners.clear();
