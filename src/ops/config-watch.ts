@@ -10,7 +10,7 @@
  * `.yaml`/`.yml`/`.json` file not under a dot-named entry (symlinks followed), in
  * the certs directory every file; names and contents, read asynchronously.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -114,6 +114,8 @@ export class ConfigWatcher {
   readonly #opts: ConfigWatcherOptions;
   readonly #debounceMs: number;
   readonly #watchers = new Map<string, FSWatcher>();
+  /** The directory each watcher was opened on (device and inode). */
+  readonly #watched = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
   #lastHash = '';
@@ -144,6 +146,28 @@ export class ConfigWatcher {
     if (this.#retry) clearTimeout(this.#retry);
     for (const w of this.#watchers.values()) w.close();
     this.#watchers.clear();
+    this.#watched.clear();
+  }
+
+  #unwatch(dir: string): void {
+    this.#watchers.get(dir)?.close();
+    this.#watchers.delete(dir);
+    this.#watched.delete(dir);
+  }
+
+  /**
+   * Drop watchers whose directory is gone or was replaced (`rm -rf` and re-create,
+   * `mv config.new config`): inotify keeps watching the old directory, which sends
+   * no more events, so every later change went unseen. The retry watches the new one.
+   */
+  async #checkWatched(): Promise<void> {
+    for (const [dir, id] of [...this.#watched]) {
+      const now = await fsp.stat(dir).then((st) => `${st.dev}:${st.ino}`, () => undefined);
+      if (now !== id && this.#watched.get(dir) === id) {
+        this.#unwatch(dir);
+        this.#scheduleRetry();
+      }
+    }
   }
 
   #watchAll(): void {
@@ -152,15 +176,17 @@ export class ConfigWatcher {
     for (const dir of [this.#opts.configDir, this.#opts.certsDir]) {
       if (dir === undefined || this.#watchers.has(dir)) continue;
       try {
+        // Identity first: a directory replaced in between is then re-watched, not missed.
+        const st = statSync(dir);
         const w = watch(dir, { recursive: true, persistent: false }, () => this.#event());
         w.on('error', (err) => {
           this.#opts.onError?.(err);
-          w.close();
-          this.#watchers.delete(dir);
+          this.#unwatch(dir);
           this.#scheduleRetry();
           this.#event();
         });
         this.#watchers.set(dir, w);
+        this.#watched.set(dir, `${st.dev}:${st.ino}`);
       } catch (err) {
         // The certs directory may not exist yet; the config directory may be re-created.
         if (dir === this.#opts.configDir) this.#opts.onError?.(err as Error);
@@ -199,6 +225,7 @@ export class ConfigWatcher {
     }
     this.#hashing = true;
     try {
+      await this.#checkWatched();
       const h = await hashConfigTree(this.#opts.configDir, this.#opts.certsDir);
       this.stats.hashes++;
       if (!this.#closed && h !== this.#lastHash) {
