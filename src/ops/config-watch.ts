@@ -118,6 +118,7 @@ export class ConfigWatcher {
   readonly #watched = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
+  #poll: NodeJS.Timeout | undefined;
   #lastHash = '';
   #hashing = false;
   #again = false;
@@ -133,6 +134,10 @@ export class ConfigWatcher {
   async start(): Promise<void> {
     this.#lastHash = await hashConfigTree(this.#opts.configDir, this.#opts.certsDir);
     this.#watchAll();
+    // A symlinked directory switched to another target (`ln -sfn releases/v2 config`)
+    // sends no event to the old target's watch: look at the identities every 2 s.
+    this.#poll = setInterval(() => void this.#checkWatched(), 2000);
+    this.#poll.unref();
   }
 
   /** Record the hash of what was just loaded by someone else (SIGHUP, POST /reload). */
@@ -144,6 +149,7 @@ export class ConfigWatcher {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#retry) clearTimeout(this.#retry);
+    if (this.#poll) clearInterval(this.#poll);
     for (const w of this.#watchers.values()) w.close();
     this.#watchers.clear();
     this.#watched.clear();
@@ -157,8 +163,9 @@ export class ConfigWatcher {
 
   /**
    * Drop watchers whose directory is gone or was replaced (`rm -rf` and re-create,
-   * `mv config.new config`): inotify keeps watching the old directory, which sends
-   * no more events, so every later change went unseen. The retry watches the new one.
+   * `mv config.new config`, a symlink pointed elsewhere): inotify keeps watching the
+   * old directory, which sends no more events, so every later change went unseen.
+   * The retry watches the new one and then checks the content.
    */
   async #checkWatched(): Promise<void> {
     for (const [dir, id] of [...this.#watched]) {

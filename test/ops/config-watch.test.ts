@@ -6,7 +6,7 @@
  * config directory that is replaced: inotify kept watching the old one.
  */
 import t from 'tap';
-import { mkdir, open, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigWatcher, hashConfigTree } from '../../src/ops/config-watch.js';
 
@@ -55,4 +55,25 @@ t.test('a config directory replaced (rm -rf and re-create, or mv new old) is wat
   await new Promise((r) => setTimeout(r, 300));
   await writeFile(join(dir, 'a.yaml'), 'kind: Pod\nmetadata: { name: d }\n');
   t.ok(await until(4), 'edits inside the new directory seen');
+});
+
+t.test('a config directory that is a symlink switched to another target is watched again', async (t) => {
+  const root = t.testdir({ v1: { 'a.yaml': 'kind: Pod\n' }, v2: { 'a.yaml': 'kind: Pod\nmetadata: { name: v2 }\n' } });
+  const link = join(root, 'config');
+  await symlink(join(root, 'v1'), link);
+  let changes = 0;
+  const w = new ConfigWatcher({ configDir: link, debounceMs: 50, onChange: () => changes++ });
+  t.teardown(() => w.close());
+  await w.start();
+  const until = async (n: number) => {
+    for (let i = 0; i < 100 && changes < n; i++) await new Promise((r) => setTimeout(r, 100));
+    return changes >= n;
+  };
+  // Atomic switch, as `ln -sfn` does: a new link renamed over the old one.
+  await symlink(join(root, 'v2'), join(root, 'config.tmp'));
+  await rename(join(root, 'config.tmp'), link);
+  t.ok(await until(1), 'switch seen');
+  await new Promise((r) => setTimeout(r, 300));
+  await writeFile(join(root, 'v2', 'a.yaml'), 'kind: Pod\nmetadata: { name: v2b }\n');
+  t.ok(await until(2), 'edits in the new target seen');
 });
