@@ -14,7 +14,7 @@ import { PolicyStore } from '../policy/store.js';
 import type { PolicySnapshot } from '../policy/types.js';
 import type { ListenerSpec, ProxyConfigSpec } from '../config/proxy-config.js';
 import { DEFAULT_LIMITS } from '../config/proxy-config.js';
-import { FlowSink } from '../observe/sink.js';
+import { FlowSink, flowLogIssue } from '../observe/sink.js';
 import { HttpFlowRecorder } from '../observe/flow.js';
 import { Metrics } from '../observe/metrics.js';
 import { FlowStream, metricsRoute } from '../observe/admin-routes.js';
@@ -131,7 +131,10 @@ export async function startProxy(opts: StartOptions): Promise<RunningProxy> {
     ...(spec.flowLog.maxFiles !== undefined ? { maxFiles: spec.flowLog.maxFiles } : {}),
     // The admin address serves /flows?last=N from this ring.
     recent: spec.admin ? 4096 : 0,
+    onError: (err) => opts.log?.(`l7warden: flow log: ${err.message}; no more records are written to it`),
   });
+  const flowLogProblem = await flowLogIssue(flows, loaded.docs.proxyConfig?.pos ?? { file: opts.configDir, line: 1, col: 1 });
+  if (flowLogProblem) throw new ConfigInvalid([flowLogProblem]);
   if (opts.onFlow) flows.subscribe(opts.onFlow);
   const metrics = new Metrics();
   metrics.policyReload(true);

@@ -18,6 +18,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
+import type { ConfigIssue, SourcePos } from '../config/issues.js';
 
 /** File writes are coalesced up to this many bytes or this many milliseconds. */
 const FILE_WRITE_BYTES = 256 * 1024;
@@ -35,6 +36,8 @@ export interface FlowSinkOptions {
   readonly maxFiles?: number;
   /** Lines kept in memory for `recent()` (0/absent: none). */
   readonly recent?: number;
+  /** The output failed (file cannot be opened or written, stdout closed): it stops. */
+  readonly onError?: (err: Error) => void;
 }
 
 /**
@@ -75,6 +78,9 @@ export class FlowSink {
   #ringNext = 0;
   #ringSize = 0;
   #ready: Promise<void> = Promise.resolve();
+  /** The output's first open (see opened()). */
+  #opened: Promise<void> = Promise.resolve();
+  readonly #onError: ((err: Error) => void) | undefined;
   /** Serialised batches waiting for the next file write (coalesced: see #queueFile). */
   #fileChunks: Buffer[] = [];
   #fileBytes = 0;
@@ -97,10 +103,17 @@ export class FlowSink {
     this.#maxFiles = Math.max(1, opts.maxFiles ?? 5);
     this.#ring = new Array<object | undefined>(Math.max(0, opts.recent ?? 0));
     this.#file = opts.file;
+    this.#onError = opts.onError;
     if (opts.file === '-') this.#out = process.stdout;
     else if (opts.file) {
-      this.#out = this.#open();
+      const ws = this.#open(true);
+      this.#out = ws;
       this.#ownsOut = true;
+      this.#opened = new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      this.#opened.catch(() => {}); // awaited by whoever asks; not an unhandled rejection otherwise
       // Appending to an existing file: count what is there towards maxBytes.
       if (this.#maxBytes > 0) {
         this.#ready = stat(opts.file).then(
@@ -122,16 +135,34 @@ export class FlowSink {
    * A closed stdout (its reader went away: EPIPE) stops the file output, as a file
    * that fails does: later records go only to the other readers, if any.
    */
-  readonly #stdoutError = (): void => {
-    if (this.#out === process.stdout) this.#out = undefined;
+  readonly #stdoutError = (err: Error): void => {
+    if (this.#out !== process.stdout) return;
+    this.#out = undefined;
+    this.#onError?.(err);
   };
 
-  #open(): WriteStream {
+  /**
+   * Resolves once the flow file is open (at once for stdout or no output); rejects
+   * with the reason it cannot be (a missing directory, no permission), so `run`
+   * refuses to start instead of running without the flow log it was asked for.
+   */
+  opened(): Promise<void> {
+    return this.#opened;
+  }
+
+  /** `initial`: failing to open it is reported by opened(), not onError. */
+  #open(initial = false): WriteStream {
     // A high-water mark above one coalesced write (FILE_WRITE_BYTES): `false` from
     // write() then means the disk really is behind, not merely that a batch was big.
     const ws: WriteStream = createWriteStream(this.#file, { flags: 'a', highWaterMark: 4 * FILE_WRITE_BYTES });
-    ws.on('error', () => {
-      if (this.#out === ws) this.#out = undefined;
+    let open = false;
+    ws.once('open', () => {
+      open = true;
+    });
+    ws.on('error', (err) => {
+      if (this.#out !== ws) return;
+      this.#out = undefined;
+      if (open || !initial) this.#onError?.(err);
     });
     ws.on('drain', () => this.#onDrain());
     return ws;
@@ -372,4 +403,20 @@ function countLines(s: Buffer): number {
   let n = 0;
   for (let i = s.indexOf(0x0a); i >= 0; i = s.indexOf(0x0a, i + 1)) n++;
   return n;
+}
+
+/**
+ * A flow log file that cannot be opened (missing directory, no permission) as a
+ * configuration error at `at` (the ProxyConfig), reported like the others before
+ * anything listens: running without the records the config asked for would only
+ * show when they are needed. The sink is closed then.
+ */
+export async function flowLogIssue(flows: FlowSink, at: SourcePos): Promise<ConfigIssue | undefined> {
+  try {
+    await flows.opened();
+    return undefined;
+  } catch (err) {
+    await flows.close();
+    return { ...at, path: 'spec.flowLog.file', message: `cannot open the flow log: ${err instanceof Error ? err.message : String(err)}` };
+  }
 }

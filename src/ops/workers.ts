@@ -30,7 +30,7 @@ import { formatIssue } from '../config/issues.js';
 import type { ListenerSpec, ProxyConfigSpec } from '../config/proxy-config.js';
 import { PolicyStore } from '../policy/store.js';
 import { AdminServer } from '../admin/server.js';
-import { FlowSink } from '../observe/sink.js';
+import { FlowSink, flowLogIssue } from '../observe/sink.js';
 import { FlowStream } from '../observe/admin-routes.js';
 import { EXIT, type Io } from '../cli/args.js';
 import type { ReloadReport } from './reload.js';
@@ -232,7 +232,15 @@ export async function runWorkers(o: PrimaryRunOptions): Promise<number> {
     ...(spec.flowLog.maxBytes !== undefined ? { maxBytes: spec.flowLog.maxBytes } : {}),
     ...(spec.flowLog.maxFiles !== undefined ? { maxFiles: spec.flowLog.maxFiles } : {}),
     recent: spec.admin ? 4096 : 0,
+    onError: (err) => io.err(`l7warden: flow log: ${err.message}; no more records are written to it`),
   });
+  const flowLogProblem = await flowLogIssue(flows, loaded.docs.proxyConfig?.pos ?? { file: o.configDir, line: 1, col: 1 });
+  if (flowLogProblem) {
+    io.err(formatIssue(flowLogProblem));
+    io.err(`${o.configDir}: 1 error; nothing started`);
+    await lastGood.dispose();
+    return EXIT.invalid;
+  }
   const ship = flows.active;
   const aggregator = new AggregatorRegistry();
   const states: WorkerState[] = [];

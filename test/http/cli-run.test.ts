@@ -104,6 +104,20 @@ spec:
   t.notMatch(run.stderr(), /listening:/);
 });
 
+t.test('a flow log that cannot be opened: exit 1 naming spec.flowLog.file, nothing listens', async (t) => {
+  const up = await startCaptureUpstream();
+  t.teardown(() => up.close());
+  const cfg = await starWarsDir({ upstream: up.url, flowLogFile: '/nonexistent-l7w/dir/flows.json' });
+  t.teardown(cfg.cleanup);
+  const run = runCli(['run', '--config', cfg.dir]);
+  t.equal(await run.exit, 1);
+  t.match(run.stderr(), /proxy\.yaml:\d+:\d+: spec\.flowLog\.file: cannot open the flow log: ENOENT/);
+  t.notMatch(run.stderr(), /listening:/);
+  const workers = runCli(['run', '--workers', '2', '--config', cfg.dir]);
+  t.equal(await workers.exit, 1, '--workers: the same');
+  t.match(workers.stderr(), /spec\.flowLog\.file: cannot open the flow log/);
+});
+
 t.test('readyz before a snapshot is impossible: startProxy only returns ready; admin answers', async (t) => {
   const up = await startCaptureUpstream();
   t.teardown(() => up.close());

@@ -2,13 +2,14 @@
  * The flow sink's file path on its own: batches are encoded into slabs (a line that
  * does not fit starts a new one), coalesced into writes every few milliseconds or
  * 256 KiB, and still arrive whole, in order and as valid UTF-8 — including lines with
- * multi-byte characters and lines longer than a slab.
+ * multi-byte characters and lines longer than a slab. A file that cannot be opened
+ * is an error before anything runs; one that fails later is reported once.
  */
 import t from 'tap';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FlowSink } from '../../src/observe/sink.js';
+import { FlowSink, flowLogIssue } from '../../src/observe/sink.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -108,4 +109,30 @@ t.test('the admin ring keeps records and serialises them only when read', async 
   t.same(seen, ['{"n":9}'], 'a line reader gets lines as before');
   t.same(sink.recent(1), ['{"n":9}']);
   await sink.close();
+});
+
+t.test('a flow file that cannot be opened: opened() rejects; a later failure is reported once', async (t) => {
+  const dir = t.testdir({});
+  const missing = new FlowSink({ file: join(dir, 'no', 'such', 'dir', 'f.json'), onError: () => t.fail('the first open is reported by opened()') });
+  await t.rejects(missing.opened(), { code: 'ENOENT' });
+  const issue = await flowLogIssue(missing, { file: 'proxy.yaml', line: 4, col: 1 });
+  t.match(issue, { file: 'proxy.yaml', line: 4, path: 'spec.flowLog.file', message: /cannot open the flow log: ENOENT/ });
+  t.equal(await flowLogIssue(new FlowSink({ file: '' }), { file: 'p', line: 1, col: 1 }), undefined, 'no flow log: nothing to open');
+
+  // Opened, then the directory goes away and a rotation has to open a new file there.
+  const sub = join(dir, 'logs');
+  await mkdir(sub);
+  const errors: string[] = [];
+  const sink = new FlowSink({ file: join(sub, 'f.json'), maxBytes: 2048, maxFiles: 2, onError: (e) => errors.push(e.message) });
+  t.teardown(() => sink.close());
+  await sink.opened();
+  t.equal(await flowLogIssue(sink, { file: 'p', line: 1, col: 1 }), undefined);
+  await rm(sub, { recursive: true });
+  for (let i = 0; i < 40 && errors.length === 0; i++) {
+    for (let k = 0; k < 20; k++) sink.emit({ n: i * 20 + k, pad: 'x'.repeat(100) });
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  t.equal(errors.length, 1, 'reported once');
+  t.match(errors[0], /ENOENT/);
+  t.notOk(sink.active, 'the output stopped');
 });
