@@ -118,7 +118,7 @@ export async function rawH2(port: number, from: string, initial: Buffer = Buffer
         else sock.once('drain', () => resolve()).once('close', () => resolve());
       }),
   };
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   sock.on('close', () => (c.closed = true));
   sock.on('data', (d: Buffer) => {
     buf = buf.length ? Buffer.concat([buf, d]) : d;

@@ -15,7 +15,7 @@
  *    or `content-length`, stream IDs reused or going backwards, a request after the
  *    drain GOAWAY.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startProxy, type RunningProxy } from '../../src/cli/run.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-upstream.js';
@@ -41,7 +41,7 @@ t.teardown(async () => {
   await up?.close();
 });
 
-async function served(t: typeof import('tap').default): Promise<void> {
+async function served(t: Test): Promise<void> {
   const s = await h2Connect(port, TIE);
   const r = await h2Request(s, { method: 'POST', path: '/v1/request-landing', body: 'x' });
   s.close();
