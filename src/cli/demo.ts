@@ -3,6 +3,7 @@
  * demo listener's upstream address, l7warden in front of it with config/, and the
  * exact commands to try printed first. Flow records follow on stdout.
  */
+import { isIPv6 } from 'node:net';
 import { loadConfigDir } from '../config/load.js';
 import { formatIssue } from '../config/issues.js';
 import type { IngressListener } from '../config/proxy-config.js';
@@ -32,9 +33,10 @@ export async function runDemo(argv: readonly string[], io: Io): Promise<number> 
     }
     throw err;
   }
-  const url = `http://${listener.host}:${listener.port}`;
+  const hostPort = (host: string, port: number) => (isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);
+  const url = `http://${hostPort(listener.host, listener.port)}`;
   const lines = [
-    `l7warden demo: the deathstar API on ${listener.upstream.host}:${api.port}, behind l7warden on ${listener.host}:${listener.port}`,
+    `l7warden demo: the deathstar API on ${listener.upstream.host}:${api.port}, behind l7warden on ${hostPort(listener.host, listener.port)}`,
     `policy: CiliumNetworkPolicy default/rule1 (${dir}/sw_l3_l4_l7_policy.yaml): org=empire may POST /v1/request-landing`,
     '',
     'As tiefighter (127.0.0.10, org=empire), allowed:',
@@ -46,7 +48,7 @@ export async function runDemo(argv: readonly string[], io: Io): Promise<number> 
     'The same questions without traffic:',
     `  node dist/cli/main.js explain --from default/tiefighter --to default/deathstar --method PUT --path /v1/exhaust-port`,
     '',
-    `health: curl -s http://${proxy.admin ? `${proxy.admin.address}:${proxy.admin.port}` : '(no admin)'}/readyz`,
+    `health: curl -s http://${proxy.admin ? hostPort(proxy.admin.address, proxy.admin.port) : '(no admin)'}/readyz`,
     'Flow records (JSON lines) follow. Ctrl-C stops.',
     '',
   ];
