@@ -224,6 +224,44 @@ export class Metrics {
   });
 
   readonly #conn: { listener: string; mode: string; count: () => number }[] = [];
+  /**
+   * The process's own memory and CPU, read when scraped (Prometheus' standard
+   * process_* / nodejs_* names, as prom-client's default collectors use them). Those
+   * collectors are not used: each instance starts an event-loop timer and a GC
+   * observer that nothing can stop, one per proxy a test process starts.
+   */
+  readonly processResident: Gauge = new Gauge({
+    name: 'process_resident_memory_bytes',
+    help: 'Resident memory size in bytes',
+    registers: [this.registry],
+    collect: (): void => this.processResident.set(process.memoryUsage.rss()),
+  });
+  #cpuSeen = 0;
+  readonly processCpu: Counter = new Counter({
+    name: 'process_cpu_seconds_total',
+    help: 'Total user and system CPU time spent in seconds',
+    registers: [this.registry],
+    collect: (): void => {
+      const u = process.cpuUsage();
+      const now = (u.user + u.system) / 1e6;
+      if (now > this.#cpuSeen) this.processCpu.inc(now - this.#cpuSeen);
+      this.#cpuSeen = now;
+    },
+  });
+  readonly heapUsed: Gauge = new Gauge({
+    name: 'nodejs_heap_size_used_bytes',
+    help: 'Process heap size used from Node.js in bytes',
+    registers: [this.registry],
+    collect: (): void => this.heapUsed.set(process.memoryUsage().heapUsed),
+  });
+  readonly processStart: Gauge = new Gauge({
+    name: 'process_start_time_seconds',
+    help: 'Start time of the process since unix epoch in seconds',
+    registers: [this.registry],
+    // --workers: the earliest start among the processes, not a sum of them.
+    aggregator: 'min',
+    collect: (): void => this.processStart.set(Math.round(performance.timeOrigin / 1000)),
+  });
   readonly #gauges: { gauge: Gauge; read: () => number }[] = [];
 
   #sum(g: Gauge): number {

@@ -58,6 +58,12 @@ t.test('HTTP: counters move by exactly the requests sent', async (t) => {
   const m0 = parseMetrics(first.body);
   t.equal(val(m0, 'l7warden_policy_reloads_total'), 1, 'the initial load');
   t.equal(val(m0, 'l7warden_policy_reload_errors_total'), 0);
+  // The process's own, read at scrape time (Prometheus' standard names).
+  t.ok(val(m0, 'process_resident_memory_bytes') > 10 * 1024 * 1024, 'resident memory');
+  t.ok(val(m0, 'nodejs_heap_size_used_bytes') > 1024 * 1024, 'heap used');
+  t.ok(val(m0, 'process_cpu_seconds_total') > 0, 'CPU time');
+  t.ok(Math.abs(val(m0, 'process_start_time_seconds') - Date.now() / 1000) < 3600, 'start time');
+  t.match(first.body, /# TYPE process_cpu_seconds_total counter/);
 
   const ALLOWED = 5;
   const DENIED_L7 = 3;
