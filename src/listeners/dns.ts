@@ -215,6 +215,12 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
       if (slow !== undefined) clearTimeout(slow);
       slow = undefined;
     };
+    const drop = (why: 'closedOverBudget' | 'closedSlow'): void => {
+      partial[why]++;
+      open = false;
+      release();
+      sock.destroy();
+    };
     const upstream = new TcpUpstreamConn(spec.upstream.host, spec.upstream.port, limits.dnsUpstreamTimeoutMs, proxy.upstreamStats);
     const address = sock.remoteAddress ?? '';
     const port = sock.remotePort ?? 0;
@@ -249,19 +255,11 @@ export async function startDnsListener(opts: DnsListenerOptions): Promise<Runnin
       }
       if (held > 0 && partial.bytes > partialBudget) {
         // Whoever takes the listener past the budget loses its connection (and what it held).
-        partial.closedOverBudget++;
-        open = false;
-        release();
-        sock.destroy();
+        drop('closedOverBudget');
         return;
       }
       if (held > 0 && slow === undefined) {
-        slow = setTimeout(() => {
-          partial.closedSlow++;
-          open = false;
-          release();
-          sock.destroy();
-        }, idleMs);
+        slow = setTimeout(() => drop('closedSlow'), idleMs);
         slow.unref();
       }
       for (const m of msgs) {
