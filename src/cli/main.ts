@@ -19,8 +19,8 @@ const { main } = await import('./commands.js');
 const argv = process.argv.slice(2);
 // A reader that goes away (`l7warden observe --file f | head`) made the next write
 // an unhandled EPIPE with a stack trace. A printing command ends quietly, as a C tool
-// would on SIGPIPE; `run` and `demo` keep serving (their flow sink stops writing to a
-// closed stdout and counts the records it drops), whatever reads their output.
+// would on SIGPIPE; `run` and `demo` keep serving whatever reads their output (the
+// flow sink stops writing to a closed stdout and says so once on stderr).
 const serving = argv[0] === 'run' || argv[0] === 'demo';
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err: NodeJS.ErrnoException) => {
