@@ -12,8 +12,16 @@
  *    request is aborted and never looks complete;
  *  - this stream being destroyed after the source ended leaves the source alone
  *    (undici destroys a body once read; destroying an HTTP/2 server stream would
- *    reset it before the response is sent); destroyed earlier, or with an error,
- *    the source is destroyed too;
+ *    reset it before the response is sent); destroyed with an error, the source is
+ *    destroyed too; destroyed earlier without one (an upstream that answered before
+ *    reading the whole body: undici destroys the body when the response completes),
+ *    the rest of the source is read and dropped, so the client's request ends
+ *    normally after its response. Destroying the source there reset a client's
+ *    HTTP/2 stream with INTERNAL_ERROR right after its complete response (and closed
+ *    an HTTP/1 connection). An RST_STREAM(NO_ERROR) to stop the upload (RFC 9113
+ *    §8.1) was tried: nghttp2 sends it ahead of response DATA still queued, and curl
+ *    7.88 then saw no response at all. The rest is bounded like any upload (the
+ *    request timeout, the stream deadline);
  *  - with `max > 0`, more than `max` bytes ⇒ `onOverflow()` and this stream is
  *    destroyed with an error before the byte that crossed the limit is relayed.
  */
@@ -94,7 +102,10 @@ export class RelayBody extends Readable {
     const src = this.#src;
     if (src[RELAY] === this) {
       this.#detach();
-      if (!this.#srcEnded && !src.destroyed) src.destroy(err ?? prematureClose());
+      if (!this.#srcEnded && !src.destroyed) {
+        if (err) src.destroy(err);
+        else src.resume();
+      }
     }
     cb(err);
   }
