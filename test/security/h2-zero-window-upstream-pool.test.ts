@@ -46,7 +46,10 @@ t.test('zero-window readers cannot hold the upstream pool', async (t) => {
     pump();
     return true;
   });
-  const cfg = await starWarsDir({ upstream: up.url, limits: { idleTimeoutMs: 1500 } });
+  // 3 s, ten pings' worth: with 1.5 s a loaded CI machine delayed this test's 300 ms
+  // pinger past the session idle timeout, which then closed a reader before its
+  // streams' stall timers (the same 1.5 s) reset them.
+  const cfg = await starWarsDir({ upstream: up.url, limits: { idleTimeoutMs: 3000 } });
   const proxy = await startProxy({ configDir: cfg.dir });
   const port = proxy.listeners[0]!.address.port;
   const readers: RawH2[] = [];
