@@ -108,6 +108,8 @@ interface SelDraft {
   serverNames: string[];
   terminatingTLS: TLSContext | undefined;
   originatingTLS: TLSContext | undefined;
+  /** The synthesized allow-localhost entry (not a rule: never part of the proxy's policy). */
+  localhost: boolean;
 }
 
 interface FilterDraft {
@@ -416,9 +418,10 @@ class Compiler {
     }
     // Synthesized rules (no RuleRef): an open direction with rules gets an allow-all
     // L3 rule (deny rules still win); enforced ingress always admits the local host
-    // (allow-localhost=always, Cilium's default on Kubernetes).
+    // (allow-localhost=always, Cilium's default on Kubernetes). The latter is only a
+    // datapath map entry, see makeView in tables.ts for what that implies on L7 ports.
     if (!enforced) this.mergeSynth(filters, WILDCARD_SELECTOR);
-    else if (dir === 'ingress') this.mergeSynth(filters, reservedSelector('host'));
+    else if (dir === 'ingress') this.mergeSynth(filters, reservedSelector('host'), true);
 
     const denied: DirectionVerdict = Object.freeze({
       direction: dir,
@@ -578,6 +581,7 @@ class Compiler {
       serverNames: [...(pr?.serverNames ?? [])],
       terminatingTLS: pr?.terminatingTLS,
       originatingTLS: pr?.originatingTLS,
+      localhost: false,
     };
     if (pr && parser === 'http') d.http = this.httpItems(pr, ref);
     if (pr && parser === 'dns') d.dns = [this.dnsGroup(pr, ref)];
@@ -602,8 +606,13 @@ class Compiler {
     return g;
   }
 
-  private mergeSynth(filters: Map<string, FilterDraft>, sel: PeerSelector): void {
-    for (const proto of PROTOS) this.mergeSel(filters, undefined, proto, 0, 0, undefined, sel, undefined);
+  private mergeSynth(filters: Map<string, FilterDraft>, sel: PeerSelector, localhost = false): void {
+    for (const proto of PROTOS) {
+      this.mergeSel(filters, undefined, proto, 0, 0, undefined, sel, undefined);
+      const d = filters.get(`${proto}/0-0`)?.sels.get(sel.key);
+      // Only a draft that no rule contributed to is the bare allow-localhost entry.
+      if (localhost && d !== undefined && !d.deny && d.refs.every((r) => r === undefined)) d.localhost = true;
+    }
   }
 
   /** Merge one selector's policy into the L4 filter for port/proto (mergePortProto). */
@@ -710,6 +719,7 @@ class Compiler {
     const cs: CompiledSel = Object.freeze({
       sel: d.sel,
       deny: d.deny,
+      localhost: d.localhost,
       ref,
       refs: Object.freeze(d.refs),
       parser,

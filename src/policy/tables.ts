@@ -31,6 +31,8 @@ export type L7Parser = 'http' | 'dns';
 export interface CompiledSel {
   readonly sel: PeerSelector;
   readonly deny: boolean;
+  /** The synthesized allow-localhost entry, not a policy rule. */
+  readonly localhost: boolean;
   /** The first contributing rule (deny rule, or the allow rule for L3/L4 decisions). */
   readonly ref: RuleRef | undefined;
   readonly refs: readonly (RuleRef | undefined)[];
@@ -126,13 +128,31 @@ export function lookupPort(t: ProtoTable, port: number): PortEntry | undefined {
 export function makeView(sels: readonly CompiledSel[], selected: (s: CompiledSel) => boolean): RemoteView | undefined {
   let deny: CompiledSel | undefined;
   const allows: CompiledSel[] = [];
+  let localhost = false;
+  let redirect = false;
   for (const s of sels) {
     if (!selected(s)) continue;
     if (s.deny) deny ??= s;
-    else allows.push(s);
+    else {
+      allows.push(s);
+      if (s.localhost) localhost = true;
+      else if (isRedirect(s)) redirect = true;
+    }
   }
   if (deny === undefined && allows.length === 0) return undefined;
+  // Allow-localhost is an L3 entry in the endpoint's BPF policy map only
+  // (determineAllowLocalhostIngress, pkg/policy/mapstate.go); the proxy's policy is
+  // built from the rules alone. When a rule selecting the host redirects this port,
+  // the datapath prefers the redirect (bpf/lib/policy.h __policy_can_access, proxy
+  // port priority) and the proxy then judges the host by the rules: the localhost
+  // entry must not widen them to "anything".
+  if (localhost && redirect) return freezeView(deny, allows.filter((s) => !s.localhost));
   return freezeView(deny, allows);
+}
+
+/** Does this selector's policy send the port to the proxy (Cilium's PerSelectorPolicy.isRedirect: L7 rules, SNI or TLS)? */
+function isRedirect(s: CompiledSel): boolean {
+  return s.parser !== undefined || s.sni !== undefined || s.terminatingTLS !== undefined || s.originatingTLS !== undefined;
 }
 
 function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[]): RemoteView {
