@@ -8,7 +8,7 @@
  * the same code, and a client reset cancels the upstream stream.
  */
 import * as http2 from 'node:http2';
-import { addAbortSignal, type Readable } from 'node:stream';
+import { addAbortSignal, Readable } from 'node:stream';
 import type { Limits, Upstream } from '../config/proxy-config.js';
 import type { Downstream, Trailers } from '../http/downstream.js';
 import { filterResponseHeaders } from '../http/downstream.js';
@@ -116,11 +116,12 @@ export class H2Upstream {
       else if (Array.isArray(prev)) prev.push(v);
       else h[k] = [String(prev), v];
     }
-    let up!: http2.ClientHttp2Stream;
+    let up!: UpStream;
     let entry: PooledSession;
     try {
       entry = this.#session();
       up = entry.session.request(h, { endStream: ds.body === null });
+      up.push = pushMarkingEndStream;
     } catch (err) {
       cb.onFailure(classifyUpstreamError(err), err);
       return;
@@ -183,6 +184,9 @@ export class H2Upstream {
     });
     up.on('end', () => {
       if (finished || !gotResponse) return;
+      // Ended by a reset or a lost session, not END_STREAM: a cut response, which the
+      // 'close' handler resets on the client side.
+      if (up[END_STREAM] !== true) return;
       ds.end(trailers);
       finish(status);
     });
@@ -219,6 +223,25 @@ export class H2Upstream {
     for (const p of this.#pool) p.session.destroy();
     this.#pool = [];
   }
+}
+
+const END_STREAM: unique symbol = Symbol('l7warden.h2EndStream');
+type UpStream = http2.ClientHttp2Stream & { [END_STREAM]?: boolean };
+const readablePush = Readable.prototype.push;
+
+/**
+ * Security: Node ends a client stream's readable side ('end', as for END_STREAM)
+ * when the stream is closed under it: the upstream's RST_STREAM(NO_ERROR) in the
+ * middle of a response, or the upstream session going away. Relayed as the end of
+ * the response, a cut body reached the client as complete (END_STREAM, or a
+ * terminated chunked body on HTTP/1.1). A real END_STREAM is pushed while the
+ * stream is still open; Node's close handler pushes its end after marking the
+ * stream closed, and 'end' alone cannot tell them apart: a complete response still
+ * buffered (the client reads slowly) also emits 'end' after the stream closed.
+ */
+function pushMarkingEndStream(this: UpStream, chunk: unknown, encoding?: BufferEncoding): boolean {
+  if (chunk === null && !this.closed && !this.destroyed) this[END_STREAM] = true;
+  return readablePush.call(this, chunk, encoding);
 }
 
 /** Already aborted: `addAbortSignal(ABORTED, stream)` destroys the stream at once with Node's AbortError. */
