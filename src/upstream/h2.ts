@@ -31,7 +31,23 @@ export interface H2UpstreamOptions {
 interface PooledSession {
   session: http2.ClientHttp2Session;
   connected: boolean;
+  /** Streams opened on this session and not yet closed. */
+  active: number;
   error?: unknown;
+}
+
+/**
+ * Sessions the pool may open to one upstream when every session is at the
+ * upstream's SETTINGS_MAX_CONCURRENT_STREAMS: the HTTP/1.1 pool's connection count
+ * (h1.ts). Past it, streams queue in nghttp2 until one ends (or the upstream timeout).
+ */
+const MAX_SESSIONS = 128;
+/** A peer's stream limit until its SETTINGS arrive (RFC 9113 §6.5.2 advises at least 100; nghttp2 assumes 100). */
+const DEFAULT_PEER_STREAMS = 100;
+
+function hasRoom(p: PooledSession): boolean {
+  if (p.session.closed || p.session.destroyed) return false;
+  return p.active < (p.session.remoteSettings.maxConcurrentStreams ?? DEFAULT_PEER_STREAMS);
 }
 
 export class H2Upstream {
@@ -59,16 +75,29 @@ export class H2Upstream {
     this.#connectOpts = tls ? { ...opts.connect, ...co } : co;
   }
 
+  /**
+   * Round-robin over the sessions with a free stream slot; open one while below the
+   * pool size. Security: with a fixed pool, long-lived calls (watches, bidi streams)
+   * that filled the upstream's SETTINGS_MAX_CONCURRENT_STREAMS on every session
+   * made nghttp2 queue every other client's stream until the upstream timeout
+   * (two connections × 100 held calls against an upstream allowing 100: every other
+   * call UNAVAILABLE). Like Envoy's pool, a session at its peer's limit is passed
+   * over and another is opened, up to MAX_SESSIONS.
+   */
   #session(): PooledSession {
-    // Round-robin over live sessions; open a new one while below the pool size.
-    if (this.#pool.length < this.#max) return this.#open();
-    const p = this.#pool[this.#next++ % this.#pool.length]!;
-    return p;
+    const n = this.#pool.length;
+    if (n < this.#max) return this.#open();
+    for (let i = 0; i < n; i++) {
+      const p = this.#pool[this.#next++ % n]!;
+      if (hasRoom(p)) return p;
+    }
+    if (n < MAX_SESSIONS) return this.#open();
+    return this.#pool[this.#next++ % n]!;
   }
 
   #open(): PooledSession {
     const session = http2.connect(this.#authority, this.#connectOpts);
-    const entry: PooledSession = { session, connected: false };
+    const entry: PooledSession = { session, connected: false, active: 0 };
     this.#pool.push(entry);
     const drop = () => {
       const i = this.#pool.indexOf(entry);
@@ -126,6 +155,7 @@ export class H2Upstream {
       cb.onFailure(classifyUpstreamError(err), err);
       return;
     }
+    entry.active++;
     let status = 0;
     let finished = false;
     let gotResponse = false;
@@ -195,6 +225,7 @@ export class H2Upstream {
       streamError = err;
     });
     up.on('close', () => {
+      entry.active--;
       clearTimeout(timer);
       relay?.stop();
       if (finished) return;
