@@ -148,9 +148,13 @@ export function cidrSelector(rule: CIDRRule): PeerSelector {
         return true;
       }
       if (!world) return false;
-      // World identities (and FQDN identities, which carry reserved:world) have no
-      // prefix of their own: 0.0.0.0/0 stands for them.
-      return id.lookup.has('reserved:world') || id.lookup.has(worldFamily);
+      // World identities have no prefix of their own: a /0 stands for its family's
+      // (cidr_test.go TestGetAsEndpointSelectors: 0.0.0.0/0 is world-ipv4, ::/0 is
+      // world-ipv6, neither selects the other). reserved:world is the IPv4 world here:
+      // unknown IPv6 addresses, and FQDN identities learned for them, are world-ipv6
+      // (PolicySnapshotImpl.identityForIP).
+      if (id.lookup.has(worldFamily)) return true;
+      return outer.family === 4 && id.lookup.has('reserved:world');
     },
   };
 }

@@ -6,7 +6,8 @@
 import type { DecisionQuery, FqdnSelectorInfo, PolicySnapshot, SnapshotStats, Verdict } from './types.js';
 import type { Endpoint, Identity } from '../identity/identity.js';
 import type { IdentityAllocator } from '../identity/allocator.js';
-import type { IPCache } from '../identity/ipcache.js';
+import { normalizeIP, type IPCache } from '../identity/ipcache.js';
+import { Reserved } from '../identity/identity.js';
 import { decide, type DecisionIndex } from './decide.js';
 import { dumpSnapshot } from './dump.js';
 
@@ -35,6 +36,7 @@ export class PolicySnapshotImpl implements PolicySnapshot {
   readonly internals: SnapshotInternals;
   private readonly byName = new Map<string, Endpoint>();
   private readonly byIdentity = new Map<number, Endpoint>();
+  private readonly worldIPv6: Identity | undefined;
 
   constructor(x: SnapshotInternals) {
     this.internals = x;
@@ -45,6 +47,7 @@ export class PolicySnapshotImpl implements PolicySnapshot {
     this.endpoints = x.endpoints;
     this.fqdnSelectors = x.fqdnSelectors;
     this.ipcache = x.ipcache;
+    this.worldIPv6 = x.identities.get(Reserved.worldIPv6);
     for (const ep of x.endpoints) {
       this.byName.set(`${ep.namespace}/${ep.name}`, ep);
       if (!this.byIdentity.has(ep.identity.id)) this.byIdentity.set(ep.identity.id, ep);
@@ -59,7 +62,16 @@ export class PolicySnapshotImpl implements PolicySnapshot {
     return this.byIdentity.get(id);
   }
 
+  /**
+   * An IPv6 address outside every known prefix is the IPv6 world, as Cilium's ipcache
+   * maps ::/0 to reserved:world-ipv6 once IPv6 is enabled, so that 0.0.0.0/0 rules never
+   * select it (pkg/policy/api cidr_test.go TestGetAsEndpointSelectors). IPv4 keeps
+   * reserved:world, Cilium's number in an IPv4 cluster; IPv4-mapped IPv6 is IPv4.
+   */
   identityForIP(ip: string): Identity {
+    const hit = this.ipcache.lookupOrUndefined(ip);
+    if (hit !== undefined) return hit;
+    if (this.worldIPv6 !== undefined && ip.includes(':') && normalizeIP(ip)?.includes('.') === false) return this.worldIPv6;
     return this.ipcache.lookup(ip);
   }
 
