@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'L7W_ERR_UPSTREAM_CONNECT'  // upstream refused / unreachable
   | 'L7W_ERR_UPSTREAM_TIMEOUT'
   | 'L7W_ERR_UPSTREAM_TLS'      // upstream certificate verification failed
+  | 'L7W_ERR_UPSTREAM_PROTOCOL' // upstream answer no client may be sent (h2 :status outside 200-599)
   | 'L7W_ERR_PROXY_PROTOCOL'    // missing or malformed PROXY protocol header
   | 'L7W_ERR_BAD_REQUEST'       // malformed / ambiguous client request
   | 'L7W_ERR_DNS'               // malformed DNS message

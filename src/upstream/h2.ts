@@ -188,6 +188,14 @@ export class H2Upstream {
       clearTimeout(timer);
       status = Number(headers[':status']) || 502;
       if (status < 200) return;
+      if (status > 599) {
+        // nghttp2 takes any three digits; no client may be sent these, and the
+        // failed respond() left the client with no answer at all.
+        finished = true;
+        resetUpstream(up, NGHTTP2_CANCEL);
+        cb.onFailure('protocol', new WardenError('L7W_ERR_UPSTREAM_PROTOCOL', `upstream answered :status ${status}`));
+        return;
+      }
       const out = filterResponseHeaders(headers as Record<string, string | string[] | undefined>);
       try {
         if ((flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0 || up.endAfterHeaders) {
@@ -197,9 +205,14 @@ export class H2Upstream {
           return;
         }
         ds.respond(status, out, false, ds.protocol === 'HTTP/2');
-      } catch {
+      } catch (err) {
         resetUpstream(up, NGHTTP2_CANCEL);
-        finish(status);
+        if (ds.headersSent) finish(status);
+        else {
+          // Not even a head went out: answer the failure, never leave the client waiting.
+          finished = true;
+          cb.onFailure('protocol', err);
+        }
       }
     });
     up.on('trailers', (t) => {
