@@ -219,7 +219,8 @@ export class IPCacheOverlay {
 export class IPCache {
   private readonly base = new PrefixTable();
   readonly overlay: IPCacheOverlay;
-  private readonly world: Identity;
+  /** The identity of addresses nothing covers. */
+  readonly world: Identity;
 
   /**
    * @param entries base prefixes (later entries win on identical prefixes)

@@ -71,8 +71,9 @@ export class PolicySnapshotImpl implements PolicySnapshot {
   identityForIP(ip: string): Identity {
     const hit = this.ipcache.lookupOrUndefined(ip);
     if (hit !== undefined) return hit;
+    // Checked only on a miss, and once: a miss used to cost a second full lookup.
     if (this.worldIPv6 !== undefined && ip.includes(':') && normalizeIP(ip)?.includes('.') === false) return this.worldIPv6;
-    return this.ipcache.lookup(ip);
+    return this.ipcache.world;
   }
 
   identityForLabels(labels: readonly string[]): Identity {
