@@ -159,8 +159,10 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
   h2.on('sessionError', () => {});
   h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
     stream.on('error', () => {});
+    // gRPC calls live as long as they stream, but only an HTTP/2 upstream can serve
+    // them: toward HTTP/1.1 the content-type would only be a way around the deadline.
     const ct = headers['content-type'];
-    if (!(typeof ct === 'string' && ct.startsWith('application/grpc'))) deadlines.track(stream);
+    if (ctx.h2 === undefined || !(typeof ct === 'string' && ct.startsWith('application/grpc'))) deadlines.track(stream);
     try {
       handleH2(ctx, stream, headers, rawHeaders);
     } catch {

@@ -7,10 +7,11 @@
  * still receiving then gets 408 when no response has started (and RST_STREAM
  * NO_ERROR after it, RFC 9113 §8.1, so the client stops sending), else it is reset.
  *
- * gRPC streams are not given this deadline: a client-streaming or bidirectional call
- * legitimately sends for as long as it lives (Envoy has no request timeout by default
- * either); they stay bounded by http2MaxConcurrentStreams and the session's idle
- * timeout.
+ * gRPC streams to an HTTP/2 upstream are not given this deadline: a client-streaming
+ * or bidirectional call legitimately sends for as long as it lives (Envoy has no
+ * request timeout by default either); they stay bounded by http2MaxConcurrentStreams
+ * and the session's idle timeout. Toward an HTTP/1.1 upstream, which cannot serve
+ * gRPC, the content-type earns nothing.
  *
  * Cost: no timer per stream. Streams are kept in insertion order, which is deadline
  * order (one timeout for all), and one unref'd sweep, running only while streams are

@@ -2,13 +2,14 @@
  * requestTimeoutMs on HTTP/2 streams (src/http/stream-deadline.ts): a stream whose
  * request body is trickled past the deadline gets 408 and is ended, while other
  * streams on the same session are served; a body that completes in time is
- * forwarded whole; a gRPC stream (long-lived by design) is not cut.
+ * forwarded whole; a gRPC stream (long-lived by design) to an HTTP/2 upstream is not
+ * cut, while a "gRPC" content-type on a request to an HTTP/1.1 upstream buys nothing.
  */
 import t from 'tap';
 import * as http2 from 'node:http2';
 import { startProxy } from '../../src/cli/run.js';
 import { starWarsDir } from '../helpers/config-dir.js';
-import { startCaptureUpstream } from '../helpers/capture-upstream.js';
+import { startCaptureH2, startCaptureUpstream } from '../helpers/capture-upstream.js';
 
 const TIE = '127.0.0.10';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -63,8 +64,8 @@ function trickled(session: http2.ClientHttp2Session, opts: { chunks: number; eve
 }
 
 /** The Star Wars proxy with requestTimeoutMs = ms, and an h2c session to it from tiefighter. */
-async function setup(t: Tap.Test, ms: number) {
-  const up = await startCaptureUpstream();
+async function setup(t: Tap.Test, ms: number, upstream: 'http' | 'h2c' = 'http') {
+  const up = upstream === 'h2c' ? await startCaptureH2() : await startCaptureUpstream();
   t.teardown(() => up.close());
   const cfg = await starWarsDir({ upstream: up.url, limits: { requestTimeoutMs: ms, headersTimeoutMs: ms }, admin: false });
   t.teardown(cfg.cleanup);
@@ -99,11 +100,23 @@ t.test('a trickled HTTP/2 request body gets 408 at requestTimeoutMs; the session
   t.equal(after.status, 200, 'and serves a new stream afterwards');
 });
 
-t.test('a gRPC stream is not cut by requestTimeoutMs', async (t) => {
-  const { session } = await setup(t, 500);
+t.test('a gRPC stream to an HTTP/2 upstream is not cut by requestTimeoutMs', async (t) => {
+  const { session } = await setup(t, 500, 'h2c');
   // Sends for 1.5 s (three deadlines' worth) and then ends: answered by the upstream, not 408.
   const r = await trickled(session, { chunks: 15, everyMs: 100, end: true, maxMs: 5000, grpc: true });
   t.ok(r.closed, 'the call completes');
   t.not(r.status, 408, `not cut (status ${r.status} after ${r.ms} ms)`);
   t.ok(r.ms >= 1400, 'it lived past the deadline');
+});
+
+t.test('a gRPC content-type does not lift the deadline toward an HTTP/1.1 upstream', async (t) => {
+  // gRPC cannot be served by an HTTP/1.1 upstream (no trailers), so the header is only a
+  // way around requestTimeoutMs: without this, any HTTP/2 client could hold an upstream
+  // HTTP/1.1 connection with a trickled body for as long as it liked.
+  const { up, session } = await setup(t, 500);
+  const r = await trickled(session, { chunks: 40, everyMs: 100, end: false, maxMs: 5000, grpc: true });
+  t.ok(r.closed, `the stream was ended (after ${r.ms} ms)`);
+  t.equal(r.status, 408, '408, as for any other trickled body');
+  t.ok(r.ms < 3000, 'long before the client would have stopped');
+  t.notOk(up.requests.some((q) => q.body.length >= 40), 'the upstream never got the whole trickle');
 });
