@@ -159,11 +159,18 @@ function readFQDNs(f: Fields, key: string): FQDNSelector[] | undefined {
   return out;
 }
 
+const MAX_ICMP_FIELDS = 40;
+
 function readICMPs(f: Fields): number {
   const items = f.maps('icmps');
   if (!items) return 0;
   for (const { f: r } of items) {
     r.checkKnown(['fields']);
+    // ICMPRule.verify (pkg/policy/api/rule_validation.go) and the CRD's maxItems.
+    const fieldsSeq = r.seq('fields');
+    if (fieldsSeq && fieldsSeq.items.length > MAX_ICMP_FIELDS) {
+      r.error('fields', `too many types, the max is ${MAX_ICMP_FIELDS}`);
+    }
     for (const { f: fld } of r.maps('fields') ?? []) {
       fld.checkKnown(['type', 'family']);
       fld.oneOf('family', ['IPv4', 'IPv6']);
