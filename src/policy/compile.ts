@@ -557,7 +557,9 @@ class Compiler {
               const port = Number(portText);
               const idSet = new Set(ids);
               const restricted: PeerSelector = {
-                key: `${sel.key}@${name}`,
+                // idsOf() caches by key: one key per resolved port, or the first
+                // port's destinations would be reused for every other port.
+                key: `${sel.key}@${name}@${k}`,
                 wildcard: false,
                 matches: (i) => idSet.has(i.id),
               };
