@@ -9,7 +9,9 @@
  * Rules (CILIUM-SEMANTICS.md §3.3, SECURITY.md §4.3):
  *  - an entry lives max(TTL, minTtlSeconds) seconds, at most maxTtlSeconds when that is
  *    set (SECURITY.md §4.3's clamp; off by default, as in Cilium; the TTL the client sees is not
- *    changed); re-learning extends it, never shortens it;
+ *    changed); re-learning extends it, never shortens it; it is still valid AT its expiry
+ *    instant and gone only after it (Cilium's isExpiredBy is now.After(expiration), so a
+ *    TTL-0 answer's IPs are usable the instant they are learned);
  *  - at most `maxIpsPerName` IPs per name: the ones expiring soonest are evicted;
  *  - one IP may serve many names (CDNs): its labels are the union over its live names;
  *  - expiry runs on an unref'd timer, off the request path;
@@ -197,7 +199,7 @@ export class FqdnCache {
   sweep(now = this.#now()): void {
     for (const [name, entry] of this.#names) {
       for (const [ip, exp] of entry) {
-        if (exp <= now) {
+        if (exp < now) {
           entry.delete(ip);
           this.#unlink(ip, name);
           this.stats.expired++;
@@ -212,14 +214,23 @@ export class FqdnCache {
     const entry = this.#names.get(name);
     if (!entry) return [];
     const out: string[] = [];
-    for (const [ip, exp] of entry) if (exp > now) out.push(ip);
+    for (const [ip, exp] of entry) if (exp >= now) out.push(ip);
     return out;
   }
 
-  /** Names an IP was returned for (for flow records' destination_names). */
-  namesFor(ip: string): string[] {
+  /**
+   * Live names an IP was returned for (flow records' destination_names). An expired name
+   * the sweep has not reached yet is left out, as Cilium's LookupIP leaves it out.
+   */
+  namesFor(ip: string, now = this.#now()): string[] {
     const names = this.#ipNames.get(ip);
-    return names ? [...names].sort() : [];
+    if (!names) return [];
+    const out: string[] = [];
+    for (const n of names) {
+      const exp = this.#names.get(n)?.get(ip);
+      if (exp !== undefined && exp >= now) out.push(n);
+    }
+    return out.sort();
   }
 
   /** Expiry (ms) of one (name, ip) pair. */

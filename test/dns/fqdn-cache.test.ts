@@ -69,6 +69,9 @@ t.test('min TTL keeps entries at least dnsMinTtlSeconds', async (t) => {
   t.ok(sink.state.has('127.0.0.30'));
   now = 300_000;
   c.sweep();
+  t.ok(sink.state.has('127.0.0.30'), 'still valid at the expiry instant (Cilium: isExpiredBy is now.After(expiry))');
+  now = 300_001;
+  c.sweep();
   t.notOk(sink.state.has('127.0.0.30'));
   // A shorter TTL never shortens an entry.
   const c2 = new FqdnCache(sink, { minTtlSeconds: 0, maxIpsPerName: 10, now: () => now });
@@ -88,9 +91,9 @@ t.test('max TTL clamps how long an entry lives (dnsMaxTtlSeconds), never below t
   t.equal(c.expiresAt('long.example.', '127.0.0.40'), 3_600_000);
   c.learn('short.example.', ['127.0.0.41'], 1);
   t.equal(c.expiresAt('short.example.', '127.0.0.41'), 60_000, 'the min still applies below the max');
-  now = 3_600_000;
+  now = 3_600_001;
   c.sweep();
-  t.notOk(sink.state.has('127.0.0.40'), 'gone at the max, whatever the answer said');
+  t.notOk(sink.state.has('127.0.0.40'), 'gone past the max, whatever the answer said');
   // Absent (the default, as Cilium): no maximum.
   const open = new FqdnCache(sink, { minTtlSeconds: 0, maxIpsPerName: 10, now: () => now });
   open.setSnapshot(snap(1, selectors({ matchPattern: '*' })));
