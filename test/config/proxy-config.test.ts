@@ -4,6 +4,7 @@ import { loadConfigDir } from '../../src/config/load.js';
 import { formatIssue } from '../../src/config/issues.js';
 import { DEFAULT_LIMITS } from '../../src/config/proxy-config.js';
 import { parseHostPort } from '../../src/config/validate-proxy-config.js';
+import type { TestT } from '../helpers/tap.js';
 
 const pods = `apiVersion: v1
 kind: Pod
@@ -19,7 +20,7 @@ metadata: {name: deathstar-tls}
 stringData: {tls.crt: c, tls.key: k}
 `;
 
-async function load(t: Parameters<Parameters<typeof t.test>[1]>[0], pc: string) {
+async function load(t: TestT, pc: string) {
   const dir = t.testdir({ config: { 'pc.yaml': pc, 'pods.yaml': pods } });
   t.chdir(dir);
   return loadConfigDir('config');

@@ -17,6 +17,7 @@ import type { PolicySnapshot, Verdict } from '../../src/policy/types.js';
 import { endpointOf, policyFields } from '../../src/observe/hubble.js';
 import { rcodeName } from '../../src/observe/metrics.js';
 import { KUBE_DNS, dnsPolicy, podYaml } from '../helpers/dns-harness.js';
+import type { TestT } from '../helpers/tap.js';
 
 const APP = { name: 'app', labels: { app: 'web' }, ip: '127.0.0.21' };
 
@@ -24,7 +25,7 @@ interface Rec {
   toLine(): string;
 }
 
-async function snapshotFor(t: Tap.Test): Promise<PolicySnapshot> {
+async function snapshotFor(t: TestT): Promise<PolicySnapshot> {
   const dir = await mkdtemp(join(tmpdir(), 'l7w-dnsflow-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'pods.yaml'), [KUBE_DNS, APP].map(podYaml).join('---\n'));

@@ -3,6 +3,7 @@
 import t from 'tap';
 import { loadConfigDir } from '../../src/config/load.js';
 import { formatIssue } from '../../src/config/issues.js';
+import type { TestT } from '../helpers/tap.js';
 
 const pc = (listeners: string) => `apiVersion: l7warden.io/v1alpha1
 kind: ProxyConfig
@@ -13,7 +14,7 @@ ${listeners}`;
 
 const dns = (name: string, port: number) => `    - { name: ${name}, mode: dns, address: "127.0.0.1:${port}", upstream: "127.0.0.1:53" }\n`;
 
-async function load(t: Parameters<Parameters<typeof t.test>[1]>[0], text: string) {
+async function load(t: TestT, text: string) {
   const dir = t.testdir({ config: { 'pc.yaml': text } });
   t.chdir(dir);
   return loadConfigDir('config');

@@ -95,7 +95,7 @@ export async function startCaptureH2(host = '127.0.0.1'): Promise<CaptureH2> {
     s.on('close', () => sessions.delete(s));
     s.on('error', () => {});
   });
-  server.on('stream', (stream, headers, _flags, raw: string[]) => {
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, raw: string[]) => {
     stream.on('error', () => {});
     const c: Captured = {
       method: String(headers[':method']),

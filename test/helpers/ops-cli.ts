@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { TestT } from './tap.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const LOADER = ['--import=@tapjs/typescript/import', `${ROOT}src/cli/main.ts`];
@@ -18,7 +19,7 @@ export interface Cli {
 }
 
 /** Start `l7warden run` and wait for its listening/admin lines. */
-export async function startCli(t: Tap.Test, args: string[]): Promise<Cli> {
+export async function startCli(t: TestT, args: string[]): Promise<Cli> {
   const child = spawn(process.execPath, [...LOADER, 'run', ...args], { cwd: ROOT, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   let port = 0;

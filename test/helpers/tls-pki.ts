@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SecretDoc } from '../../src/config/documents.js';
 import { makeCA, makeLeaf, type CertificateAuthority, type Leaf, type MakeLeafOptions } from '../../src/cli/certs.js';
+import type { TestT } from './tap.js';
 
 export function secretDoc(ref: string, data: Record<string, string | Buffer | undefined>): SecretDoc {
   const [namespace = '', name = ''] = ref.split('/');
@@ -36,7 +37,7 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'l7w-tls
 
 /** Assert that `fn` throws / rejects a WardenError with `code` whose message matches `re`. */
 export async function rejectsWarden(
-  t: { ok(v: unknown, msg?: string): void; match(v: unknown, re: RegExp, msg?: string): void; equal(a: unknown, b: unknown, msg?: string): void; fail(msg?: string): void },
+  t: TestT,
   fn: () => unknown,
   code: string,
   re: RegExp,

@@ -18,10 +18,11 @@ import { join } from 'node:path';
 import { startProxy } from '../../src/cli/run.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import { curl } from '../helpers/clients.js';
+import type { TestT } from '../helpers/tap.js';
 
 const TIE = '127.0.0.10';
 
-async function setup(t: Tap.Test, limits?: Record<string, number>) {
+async function setup(t: TestT, limits?: Record<string, number>) {
   let bodyBytes = 0;
   // Answers at once, before reading the body; counts what it did read.
   const up = http.createServer((req, res) => {

@@ -11,6 +11,7 @@ import { startProxy, type RunningProxy } from '../../src/cli/run.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-upstream.js';
 import { h1Request, h2Connect, h2Request, type Reply } from '../helpers/clients.js';
+import type { TestT } from '../helpers/tap.js';
 
 const TIE = '127.0.0.10';
 const XWING = '127.0.0.11';
@@ -65,7 +66,7 @@ t.teardown(async () => {
   await up?.close();
 });
 
-async function check(t: Tap.Test, c: Case, send: () => Promise<Reply>): Promise<void> {
+async function check(t: TestT, c: Case, send: () => Promise<Reply>): Promise<void> {
   const before = up.requests.length;
   const r = await send();
   t.equal(r.status, c.status, `${c.name}: status`);
@@ -149,5 +150,5 @@ t.test('flow records: REQUEST and RESPONSE per decision', async (t) => {
   t.equal(aResp.l7.http.code, 200);
   t.equal(lReq.Type, 'L3_L4', 'no L3 allow: flow type L3_L4');
   t.equal(lReq.verdict, 'DROPPED');
-  t.equal(flows[0].node_name, 'test-node');
+  t.equal(flows[0]!.node_name, 'test-node');
 });

@@ -9,9 +9,10 @@ import t from 'tap';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { StreamDeadlines } from '../../src/http/stream-deadline.js';
+import type { TestT } from '../helpers/tap.js';
 
 /** An h2c server tracking every stream; answers 200 once the request body has ended. */
-async function server(t: Tap.Test, timeoutMs: number) {
+async function server(t: TestT, timeoutMs: number) {
   const deadlines = new StreamDeadlines(timeoutMs, 50);
   const srv = http2.createServer();
   srv.on('stream', (stream) => {

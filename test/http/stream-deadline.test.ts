@@ -10,6 +10,7 @@ import * as http2 from 'node:http2';
 import { startProxy } from '../../src/cli/run.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import { startCaptureH2, startCaptureUpstream } from '../helpers/capture-upstream.js';
+import type { TestT } from '../helpers/tap.js';
 
 const TIE = '127.0.0.10';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -64,7 +65,7 @@ function trickled(session: http2.ClientHttp2Session, opts: { chunks: number; eve
 }
 
 /** The Star Wars proxy with requestTimeoutMs = ms, and an h2c session to it from tiefighter. */
-async function setup(t: Tap.Test, ms: number, upstream: 'http' | 'h2c' = 'http') {
+async function setup(t: TestT, ms: number, upstream: 'http' | 'h2c' = 'http') {
   const up = upstream === 'h2c' ? await startCaptureH2() : await startCaptureUpstream();
   t.teardown(() => up.close());
   const cfg = await starWarsDir({ upstream: up.url, limits: { requestTimeoutMs: ms, headersTimeoutMs: ms }, admin: false });

@@ -142,7 +142,7 @@ t.test('TLS listener: ALPN h2 and http/1.1, 421 for a name the certificate does 
   const h1 = (host: string) =>
     new Promise<{ status: number; alpn: string | false }>((resolve, reject) => {
       const req = https.request(
-        { host: '127.0.0.1', port, method: 'POST', path: '/v1/request-landing', servername: 'deathstar', ca: ca.certPem, localAddress: TIE, headers: { host }, agent: false, ALPNProtocols: ['http/1.1'] },
+        { host: '127.0.0.1', port, method: 'POST', path: '/v1/request-landing', servername: 'deathstar', ca: ca.certPem, localAddress: TIE, headers: { host }, agent: false, ALPNProtocols: ['http/1.1'] } as https.RequestOptions, // https hands ALPNProtocols to tls.connect
         (res) => {
           res.resume();
           res.on('end', () => resolve({ status: res.statusCode ?? 0, alpn: (res.socket as import('node:tls').TLSSocket).alpnProtocol ?? false }));

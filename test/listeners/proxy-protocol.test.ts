@@ -4,6 +4,7 @@ import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls
 import { parseProxyHeader, readProxyHeader, V2_SIGNATURE, type ProxyHeader } from '../../src/listeners/proxy-protocol.js';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
 import { listenLocal, rejectsWarden } from '../helpers/tls-pki.js';
+import type { TestT } from '../helpers/tap.js';
 
 const PAYLOAD = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
 
@@ -168,7 +169,7 @@ t.test('v2: malformed, truncated and oversized headers are rejected', async (t) 
 
 interface Accepted { result: Promise<ProxyHeader>; socket: Promise<Socket> }
 
-async function server(t: typeof import('tap').default, timeoutMs = 2000): Promise<{ port: number; next: () => Accepted }> {
+async function server(t: TestT, timeoutMs = 2000): Promise<{ port: number; next: () => Accepted }> {
   const queue: ((s: Socket) => void)[] = [];
   const pending: Socket[] = [];
   const srv = createServer((s) => {

@@ -15,11 +15,12 @@ import { startProxy } from '../../src/cli/run.js';
 import { startCaptureUpstream } from '../helpers/capture-upstream.js';
 import { curl } from '../helpers/clients.js';
 import { tempDir } from '../helpers/tls-pki.js';
+import type { TestT } from '../helpers/tap.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function exampleCopy(t: Tap.Test, name: string, upstreamUrl: string): Promise<string> {
+async function exampleCopy(t: TestT, name: string, upstreamUrl: string): Promise<string> {
   const dir = join(tempDir(t), name);
   await cp(join(ROOT, 'examples', name), dir, { recursive: true });
   const p = join(dir, 'proxy.yaml');

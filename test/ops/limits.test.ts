@@ -19,6 +19,7 @@ import { starWarsDir } from '../helpers/config-dir.js';
 import { startCaptureUpstream } from '../helpers/capture-upstream.js';
 import { h1Request, rawExchange } from '../helpers/clients.js';
 import { newCA, leaf, tempDir } from '../helpers/tls-pki.js';
+import type { TestT } from '../helpers/tap.js';
 
 const TIE = '127.0.0.10';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -28,7 +29,7 @@ const EGRESS = `  - name: egress
     address: 127.0.0.1:0
 `;
 
-async function setup(t: Tap.Test, limits: Record<string, number>, extra = EGRESS, certsDir?: string) {
+async function setup(t: TestT, limits: Record<string, number>, extra = EGRESS, certsDir?: string) {
   const up = await startCaptureUpstream();
   t.teardown(() => up.close());
   const cfg = await starWarsDir({ upstream: up.url, limits, extraListenerYaml: extra, admin: false });

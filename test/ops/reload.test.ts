@@ -21,6 +21,7 @@ import { startProxy, type RunningProxy } from '../../src/cli/run.js';
 import { starWarsDir, starWarsPolicy, proxyConfig } from '../helpers/config-dir.js';
 import { startCaptureUpstream } from '../helpers/capture-upstream.js';
 import { h1Request, h2Connect, h2Request } from '../helpers/clients.js';
+import type { TestT } from '../helpers/tap.js';
 
 const TIE = '127.0.0.10';
 const POLICY_A = starWarsPolicy(['{ method: "GET", path: "/a/.*" }', '{ method: "GET", path: "/slow" }']);
@@ -62,7 +63,7 @@ async function get(port: number, path: string): Promise<http.IncomingMessage & {
   });
 }
 
-async function setup(t: Tap.Test, policy = POLICY_A) {
+async function setup(t: TestT, policy = POLICY_A) {
   const up = await startCaptureUpstream();
   t.teardown(() => up.close());
   const cfg = await starWarsDir({ upstream: up.url, policy });

@@ -19,12 +19,13 @@
 import t from 'tap';
 import { loadConfigDir } from '../../src/config/load.js';
 import { formatIssue } from '../../src/config/issues.js';
+import type { TestT } from '../helpers/tap.js';
 
 function cnp(spec: string, kind = 'CiliumNetworkPolicy'): string {
   return `apiVersion: cilium.io/v2\nkind: ${kind}\nmetadata:\n  name: p\nspec:\n${spec.replace(/^\n/, '').replace(/\s+$/, '')}\n`;
 }
 
-type Tst = Parameters<Parameters<typeof t.test>[1]>[0];
+type Tst = TestT;
 
 async function errorsOf(t: Tst, yaml: string): Promise<string[]> {
   const dir = t.testdir({ config: { 'p.yaml': yaml } });

@@ -80,7 +80,7 @@ for (const name of readdirSync(root).sort()) {
       const actual: Record<string, unknown> = { allowed: got.allowed };
       if (q.expect.type !== undefined) actual.type = got.type;
       if (q.expect.dropReason !== undefined) actual.dropReason = got.dropReason;
-      if (q.expect.decidedBy !== undefined) actual.decidedBy = 'decidedBy' in got ? got.decidedBy : got.direction;
+      if (q.expect.decidedBy !== undefined) actual.decidedBy = q.only ? (got as DirectionVerdict).direction : (got as Verdict).decidedBy;
       if (q.expect.rule !== undefined) actual.rule = got.rule ? formatRuleRef(got.rule) : null;
       t.same(actual, q.expect, q.name);
     }

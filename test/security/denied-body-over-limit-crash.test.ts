@@ -15,6 +15,7 @@ import { startProxy, type RunningProxy } from '../../src/cli/run.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-upstream.js';
 import { h1Request, h2Connect, rawExchange, statuses } from '../helpers/clients.js';
+import type { TestT } from '../helpers/tap.js';
 
 const TIE = '127.0.0.10';
 let proxy: RunningProxy;
@@ -35,7 +36,7 @@ t.teardown(async () => {
 
 const big = 'x'.repeat(4096);
 
-async function stillServes(t: typeof import("tap").default): Promise<void> {
+async function stillServes(t: TestT): Promise<void> {
   const r = await h1Request(port, { method: 'POST', path: '/v1/request-landing', body: 'ship', from: TIE });
   t.equal(r.status, 200, 'the proxy still answers an allowed request');
 }

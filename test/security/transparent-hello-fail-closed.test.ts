@@ -178,4 +178,3 @@ t.test('a decision that throws after the ClientHello: reset and counted, not a c
   await transparent(hdr(), hello('sni.example.test'));
   t.equal(accepted, again + 1, 'the proxy still serves');
 });
-t.tes

@@ -13,6 +13,7 @@ import {
 import type { ListenerTLS } from '../../src/config/proxy-config.js';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
 import { leafSecret, secretDoc, tempDir, rejectsWarden, listenLocal } from '../helpers/tls-pki.js';
+import type { TestT } from '../helpers/tap.js';
 
 const ca = makeCA({ commonName: 'Test CA' });
 const otherCA = makeCA({ commonName: 'Rogue CA' });
@@ -29,7 +30,7 @@ const secrets = [
 ];
 const listenerTLS: ListenerTLS = { secret: 'default/deathstar', sni: [{ secret: 'default/wild' }, { secret: 'default/rebel' }] };
 
-type TT = typeof t;
+type TT = TestT;
 const serial = (pem: string) => new X509Certificate(pem).serialNumber;
 
 const listen = listenLocal;
@@ -53,7 +54,7 @@ function tlsServer(t: TT, opts: ReturnType<typeof serverOptions>, hold = false):
   return s;
 }
 
-interface Conn { serial: string; alpn: string | false; authorized: boolean; socket: TLSSocket }
+interface Conn { serial: string; alpn: string | false | null; authorized: boolean; socket: TLSSocket }
 
 function dial(port: number, opts: ConnectionOptions): Promise<Conn> {
   return new Promise((resolve, reject) => {

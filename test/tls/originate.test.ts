@@ -6,13 +6,14 @@ import { Pool } from 'undici';
 import { originateOptions, classifyUpstreamTLSError, upstreamTLSError, assertVerificationEnv, caFromSecret } from '../../src/tls/originate.js';
 import { makeCA, makeLeaf } from '../../src/cli/certs.js';
 import { leafSecret, secretDoc, rejectsWarden, listenLocal } from '../helpers/tls-pki.js';
+import type { TestT } from '../helpers/tap.js';
 
 const ca = makeCA();
 const api = makeLeaf(ca, { dns: ['api.internal'] });
 const ipLeaf = makeLeaf(ca, { ips: ['127.0.0.1'] });
 const secrets = [secretDoc('default/api-ca', { 'ca.crt': ca.certPem })];
 
-type TT = typeof t;
+type TT = TestT;
 const listen = listenLocal;
 
 function upstream(t: TT, leaf: { certPem: string; keyPem: string }): Promise<number> {

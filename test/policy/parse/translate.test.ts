@@ -4,8 +4,9 @@ import t from 'tap';
 import { loadConfigDir } from '../../../src/config/load.js';
 import { formatIssue } from '../../../src/config/issues.js';
 import type { LabelSelector } from '../../../src/policy/api.js';
+import type { TestT } from '../../helpers/tap.js';
 
-async function load(t: Parameters<Parameters<typeof t.test>[1]>[0], yaml: string) {
+async function load(t: TestT, yaml: string) {
   const dir = t.testdir({ config: { 'p.yaml': yaml } });
   t.chdir(dir);
   return loadConfigDir('config');

@@ -2,6 +2,7 @@
 import t from 'tap';
 import { loadConfigDir } from '../../../src/config/load.js';
 import { formatIssue } from '../../../src/config/issues.js';
+import type { TestT } from '../../helpers/tap.js';
 
 /** line:col of the nth occurrence of `needle` in `text` (1-based, as the loader reports). */
 function pos(text: string, needle: string, nth = 0): string {
@@ -24,17 +25,13 @@ ${spec.replace(/^\n/, '').replace(/\s+$/, '')}
 `;
 }
 
-async function errorsOf(t: Tap.Test, yaml: string): Promise<string[]> {
+async function errorsOf(t: TestT, yaml: string): Promise<string[]> {
   const dir = t.testdir({ config: { 'p.yaml': yaml } });
   t.chdir(dir);
   const r = await loadConfigDir('config');
   return r.errors.map(formatIssue);
 }
 
-// tap's Test type, without importing its internals.
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-}
 
 interface Case {
   name: string;
