@@ -55,6 +55,8 @@ export function parseObserveArgs(argv: readonly string[]): ObserveOptions {
   for (const t of parsed.tokens ?? []) {
     if (t.kind !== 'option') continue;
     if (t.name === 'not') {
+      // flows_filter.go: `--not --not` is refused, not read as a double negation.
+      if (negateNext) throw new WardenError('L7W_ERR_USAGE', 'consecutive --not statements');
       negateNext = true;
       continue;
     }
