@@ -86,42 +86,106 @@ export function parseObserveArgs(argv: readonly string[]): ObserveOptions {
   };
 }
 
-// ---- compact output (hubble/pkg/printer compact mode) -----------------------------
+// ---- compact output (cilium/cilium hubble/pkg/printer/printer.go, CompactOutput) ----
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
+/** Go's time.StampMilli (`Jan _2 15:04:05.000`, day space-padded), in UTC as AsTime() gives. */
 function stamp(iso: unknown): string {
-  const d = new Date(typeof iso === 'string' ? iso : 0);
+  const d = new Date(typeof iso === 'string' ? iso : NaN);
   if (Number.isNaN(d.getTime())) return 'N/A';
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
-  return `${MONTHS[d.getUTCMonth()]} ${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}`;
+  return `${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, ' ')} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}`;
 }
 
-function endpoint(ep: FlowJson | undefined, ip: string | undefined, port: number | undefined): string {
-  const where = ep?.pod_name ? `${ep.namespace ? `${ep.namespace}/` : ''}${ep.pod_name}` : (ip ?? '?');
-  const withPort = port ? `${where}:${port}` : where;
-  const labels = (ep?.labels as string[] | undefined) ?? [];
-  const reserved = labels.find((l) => l.startsWith('reserved:'));
-  if (!ep?.pod_name && reserved) return `${withPort} (${reserved.slice('reserved:'.length)})`;
-  return ep?.identity !== undefined ? `${withPort} (ID:${ep.identity})` : withPort;
+/** pkg/identity reservedIdentityNames: printed by name, every other identity as ID:n. */
+const RESERVED_IDENTITY: Record<number, string> = { 0: 'unknown', 1: 'host', 2: 'world', 3: 'unmanaged', 4: 'health', 5: 'init', 6: 'remote-node', 7: 'kube-apiserver', 8: 'ingress', 9: 'world-ipv4', 10: 'world-ipv6' };
+/** monitor/api drop.go, the reasons a proxy's records carry. */
+const DROP_REASONS: Record<number, string> = { 133: 'Policy denied', 181: 'Policy denied by denylist', 189: 'Authentication required' };
+const TRACE_POINT_NAMES = ['to-endpoint', 'to-proxy', 'to-host', 'to-stack', 'to-overlay', 'from-endpoint', 'from-proxy', 'from-host', 'from-stack', 'from-overlay', 'from-network', 'to-network', 'from-crypto', 'to-crypto'];
+const POLICY_MATCH = ['none', 'L3-Only', 'L3-L4', 'L4-Only', 'all', 'L3-Proto', 'Proto-Only'];
+
+function fmtIdentity(id: unknown): string {
+  const n = typeof id === 'number' ? id : 0;
+  return RESERVED_IDENTITY[n] !== undefined ? `(${RESERVED_IDENTITY[n]})` : `(ID:${n})`;
 }
 
-/** Hubble's compact line for one flow. */
-export function compactLine(f: FlowJson): string {
+/** printer.go Hostname: pod, else service, else DNS names, else the IP; `:port` unless 0. */
+function hostname(ip: string, port: number | undefined, ns: string, pod: string, svc: string, names: unknown): string {
+  let host = ip;
+  const join = (a: string, b: string) => (a ? `${a}/${b}` : b);
+  if (pod) host = join(ns, pod);
+  else if (svc) host = join(ns, svc);
+  else if (Array.isArray(names) && names.length > 0) host = names.join(',');
+  if (!port) return host;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function hostNames(f: FlowJson): [string, string] {
+  if (!f.IP) return ['', ''];
   const l4 = (f.l4?.TCP ?? f.l4?.UDP ?? f.l4?.SCTP) as { source_port?: number; destination_port?: number } | undefined;
-  const src = endpoint(f.source, f.IP?.source, l4?.source_port);
-  const dst = endpoint(f.destination, f.IP?.destination, l4?.destination_port);
-  const arrow = f.is_reply ? '<-' : '->';
-  // Replies are printed from the original initiator's side, as hubble does.
-  const [left, right] = f.is_reply ? [dst, src] : [src, dst];
-  let type: string;
-  const et = f.event_type?.type;
-  if (f.l7?.http) type = f.l7.type === 'RESPONSE' ? 'http-response' : 'http-request';
-  else if (f.l7?.dns) type = f.l7.type === 'RESPONSE' ? 'dns-response proxy' : 'dns-request proxy';
-  else if (et === 1) type = 'Policy denied';
-  else if (et === 5) type = `policy-verdict:L3-L4 ${f.traffic_direction ?? ''}`.trimEnd();
-  else type = f.Type ?? 'flow';
-  return `${stamp(f.time)}: ${left} ${arrow} ${right} ${type} ${f.verdict ?? 'VERDICT_UNKNOWN'} (${f.Summary ?? ''})`;
+  const side = (ep: FlowJson | undefined, svc: FlowJson | undefined, ip: unknown, port: number | undefined, names: unknown) =>
+    hostname(String(ip ?? ''), port, String(svc?.namespace ?? ep?.namespace ?? ''), String(ep?.pod_name ?? ''), String(svc?.name ?? ''), names);
+  return [
+    side(f.source, f.source_service, f.IP.source, l4?.source_port, f.source_names),
+    side(f.destination, f.destination_service, f.IP.destination, l4?.destination_port, f.destination_names),
+  ];
+}
+
+/** printer.go GetFlowType. */
+function flowType(f: FlowJson): string {
+  const l7 = f.l7;
+  if (l7) {
+    let type = String(l7.type ?? 'UNKNOWN_L7_TYPE').toLowerCase();
+    let proto = 'l7';
+    if (l7.http) proto = 'http';
+    else if (l7.dns) {
+      proto = 'dns';
+      type += ` ${l7.dns.observation_source ?? ''}`;
+    } else if (l7.kafka) proto = 'kafka';
+    return `${proto}-${type}`;
+  }
+  const sub = Number(f.event_type?.sub_type ?? 0) & 0xff;
+  switch (f.event_type?.type) {
+    case 4:
+      return TRACE_POINT_NAMES[sub] ?? String(sub);
+    case 1:
+      return DROP_REASONS[sub] ?? `${sub}, 0`;
+    case 5:
+      return `policy-verdict:${POLICY_MATCH[Number(f.policy_match_type ?? 0)] ?? 'unknown'} ${f.traffic_direction ?? 'TRAFFIC_DIRECTION_UNKNOWN'}`;
+  }
+  return 'UNKNOWN';
+}
+
+/** printer.go getVerdict: a policy-verdict event says ALLOWED / DENIED / AUDITED. */
+function verdict(f: FlowJson): string {
+  const v = String(f.verdict ?? 'VERDICT_UNKNOWN');
+  if (f.event_type?.type !== 5) return v;
+  if (v === 'FORWARDED' || v === 'REDIRECTED') return 'ALLOWED';
+  if (v === 'DROPPED' || v === 'ERROR') return 'DENIED';
+  if (v === 'AUDIT') return 'AUDITED';
+  return v;
+}
+
+/** Hubble's compact line for one flow (without colour; ESC and CR escaped as terminal.go does). */
+export function compactLine(f: FlowJson): string {
+  // A record protojson could not have produced (labels not a list of strings) is refused
+  // as Hubble's decoder would; select() skips it.
+  for (const ep of [f.source, f.destination]) {
+    const l = ep?.labels;
+    if (l !== undefined && (!Array.isArray(l) || l.some((x) => typeof x !== 'string'))) throw new TypeError('labels is not a list of strings');
+  }
+  let [src, dst] = hostNames(f);
+  let [srcId, dstId] = [fmtIdentity(f.source?.identity), fmtIdentity(f.destination?.identity)];
+  let arrow = '->';
+  if (f.is_reply === undefined || f.is_reply === null) arrow = '<>';
+  else if (f.is_reply === true) {
+    [src, dst] = [dst, src];
+    [srcId, dstId] = [dstId, srcId];
+    arrow = '<-';
+  }
+  const line = `${stamp(f.time)}: ${src} ${srcId} ${arrow} ${dst} ${dstId} ${flowType(f)} ${verdict(f)} (${f.Summary ?? ''})`;
+  return line.replace(/\x1b/g, '^[').replace(/\r/g, '\\r');
 }
 
 // ---- sources -----------------------------------------------------------------------

@@ -121,7 +121,7 @@ t.test('-o compact is hubble\'s one-line form', async (t) => {
   t.equal(r.out.length, 1);
   t.match(
     r.out[0]!,
-    /^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d\.\d{3}: default\/tiefighter:\d+ \(ID:\d+\) -> default\/deathstar:80 \(ID:\d+\) http-request DROPPED \(HTTP\/1\.1 PUT http:\/\/deathstar\/v1\/exhaust-port\)$/,
+    /^[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\.\d{3}: default\/tiefighter:\d+ \(ID:\d+\) -> default\/deathstar:80 \(ID:\d+\) http-request DROPPED \(HTTP\/1\.1 PUT http:\/\/deathstar\/v1\/exhaust-port\)$/,
   );
   const resp = await run(['--file', file, '--http-status', '403', '--http-method', 'PUT']);
   t.match(resp.out[0]!, /default\/tiefighter:\d+ \(ID:\d+\) <- default\/deathstar:80 \(ID:\d+\) http-response FORWARDED \(HTTP\/1\.1 403 \d+ms \(PUT http:\/\/deathstar\/v1\/exhaust-port\)\)$/);
