@@ -13,10 +13,12 @@
  *    parameters, literal or escaped (`..;x`, `..%3Bx` — servlet containers would
  *    treat it as a dot segment).
  *  - percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are decoded once;
- *    every other escape is kept with its hex digits upper-cased (`%2f` never
- *    survives, `%252e` stays `%252E`: no double decoding).
- *  - duplicate slashes are merged, then dot segments are removed (RFC 3986 §5.2.4);
- *    a trailing slash is kept.
+ *    every other escape in the path is kept with its hex digits upper-cased
+ *    (`%252e` stays `%252E`: no double decoding).
+ *  - dot segments are removed (RFC 3986 §5.2.4) with empty segments still in place,
+ *    then duplicate slashes are merged; a trailing slash is kept. This is Envoy's
+ *    order (conn_manager_utility.cc maybeNormalizePath: canonicalPath, then
+ *    mergeSlashes, as Cilium configures it), so `/a//../b` is `/a/b` there and here.
  *  - the query (from the first `?`) is validated with the same character rules
  *    (escapes upper-cased, nothing decoded) and kept: it is part of the matched path.
  *
@@ -168,17 +170,15 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
     path = out + path.slice(last);
     if (query) query = upperEscapes(query);
   }
-  // Merge slashes, remove dot segments, refuse ".;" / "..;" segments.
+  // Remove dot segments, then merge slashes; refuse ".;" / "..;" segments. Empty
+  // segments stay until the dot segments are resolved: merging first made
+  // `/a//../b` `/b` where Envoy (and RFC 3986 §5.2.4) give `/a/b`.
   const segs = path.split('/');
   const out: string[] = [];
   const lastIdx = segs.length - 1;
   for (let i = 1; i <= lastIdx; i++) {
     const s = segs[i]!;
     const isLast = i === lastIdx;
-    if (s === '') {
-      if (isLast) out.push('');
-      continue;
-    }
     if (s === '.') {
       if (isLast) out.push('');
       continue;
@@ -193,7 +193,10 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
     if (s.charCodeAt(0) === 46 && (s.includes(';') || s.includes('%3B'))) return fail('dot segment with parameters');
     out.push(s);
   }
-  return { ok: true, path: '/' + out.join('/') + query };
+  let merged = '';
+  for (const s of out) if (s !== '') merged += '/' + s;
+  if (out.length === 0 || out[out.length - 1] === '') merged += '/';
+  return { ok: true, path: merged + query };
 }
 
 function upperEscapes(s: string): string {
