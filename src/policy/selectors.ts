@@ -159,10 +159,16 @@ export function cidrSelector(rule: CIDRRule): PeerSelector {
   };
 }
 
-/** The stable key of a toFQDNs selector: `matchName:<name>` or `matchPattern:<pattern>`, lowercased. */
+/** The stable key of a toFQDNs selector: `<name>` or `<pattern>`, lowercased. */
+/**
+ * A toFQDNs selector's key: its name or pattern, lowercased. Learned IPs carry it as
+ * the label `fqdn:<key>`, the label Cilium gives them (api.FQDNSelector.IdentityLabel:
+ * `fqdn:api.github.com`, `fqdn:*.github.com`), so flows and `--label` filters read as
+ * Hubble's. matchName `x` and matchPattern `x` share a key: a pattern without `*`
+ * selects exactly that name.
+ */
 export function fqdnKey(f: FQDNSelector): string {
-  if (f.matchName !== undefined) return `matchName:${f.matchName.toLowerCase()}`;
-  return `matchPattern:${(f.matchPattern ?? '').toLowerCase()}`;
+  return (f.matchName ?? f.matchPattern ?? '').toLowerCase();
 }
 
 /** toFQDNs: identities labelled `fqdn:<key>` (created by the DNS proxy for learned IPs). */

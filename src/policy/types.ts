@@ -97,7 +97,7 @@ export interface SnapshotStats {
 
 /** A toFQDNs selector as the DNS proxy needs it: does a name belong to it? */
 export interface FqdnSelectorInfo {
-  /** Stable key, the label value in `fqdn:<key>` (e.g. `matchName:api.github.com`). */
+  /** Stable key, the label value in `fqdn:<key>` (the name or pattern: `api.github.com`, `*.github.com`). */
   readonly key: string;
   matches(fqdn: string): boolean;
 }

@@ -45,7 +45,7 @@ t.test('allowed name: NOERROR with the upstream answer; IP learned before the an
   t.equal(r.answers[0]?.ttl, 30, 'TTL passed unchanged');
   t.ok(canConnect('127.0.0.77'), 'the learned IP is allowed by toFQDNs');
   const ident = h.snapshot.identityForIP('127.0.0.77');
-  t.ok(ident.labels.includes('fqdn:matchPattern:*.cilium.io'), 'FQDN identity labelled');
+  t.ok(ident.labels.includes('fqdn:*.cilium.io'), 'FQDN identity labelled');
   t.ok(ident.id > 1 << 24, 'local-scope identity');
 });
 

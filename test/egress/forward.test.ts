@@ -99,7 +99,7 @@ t.test('a name resolves through the DNS listener and the allowed request is forw
   t.notOk(api!.requests[0]!.headers['proxy-connection'], 'hop-by-hop header dropped');
   t.ok(h.dns.queriesFor('api.example.test').length >= 1, 'the DNS upstream was asked');
   const s = h.proxy.snapshot()!;
-  t.ok(s.identityForIP('127.0.0.60').labels.includes('fqdn:matchName:api.example.test'), 'learned into the IP cache');
+  t.ok(s.identityForIP('127.0.0.60').labels.includes('fqdn:api.example.test'), 'learned into the IP cache');
 });
 
 t.test('after the allowed answer, the IP literal is allowed too', async (t) => {
@@ -236,8 +236,8 @@ t.test('flow records: Hubble shape, EGRESS, verdicts, rule names, destination na
   const recs = await h.flowRecords();
   const want: Want[] = [
     { method: 'GET', url: `http://127.0.0.60:${HP}/allowed`, verdict: 'DROPPED', type: 'L3_L4', code: 403, dst: '127.0.0.60', dstLabel: 'reserved:world' },
-    { method: 'GET', url: `http://127.0.0.60:${HP}/allowed`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', dst: '127.0.0.60', dstLabel: 'fqdn:matchName:api.example.test' },
-    { method: 'GET', url: `http://api.example.test:${HP}/allowed/x?q=1`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60', dstLabel: 'fqdn:matchName:api.example.test' },
+    { method: 'GET', url: `http://127.0.0.60:${HP}/allowed`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', dst: '127.0.0.60', dstLabel: 'fqdn:api.example.test' },
+    { method: 'GET', url: `http://api.example.test:${HP}/allowed/x?q=1`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60', dstLabel: 'fqdn:api.example.test' },
     { method: 'GET', url: `http://api.example.test:${HP}/secret`, verdict: 'DROPPED', type: 'L7', code: 403, deniedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
     { method: 'POST', url: `http://api.example.test:${HP}/allowed`, verdict: 'DROPPED', type: 'L7', code: 403, deniedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
     { method: 'GET', url: `http://other.example.test:${HP}/allowed`, verdict: 'DROPPED', type: 'L3_L4', code: 403, names: ['other.example.test'], dst: '127.0.0.61' },
@@ -245,7 +245,7 @@ t.test('flow records: Hubble shape, EGRESS, verdicts, rule names, destination na
     { method: 'GET', url: `http://127.0.0.97:${CP}/`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, allowedBy: 'cidr-except', dst: '127.0.0.97', dstLabel: 'cidr:127.0.0.96/28' },
     { method: 'GET', url: `http://127.0.0.100:${CP}/`, verdict: 'DROPPED', type: 'L3_L4', code: 403, dst: '127.0.0.100' },
     { method: 'GET', url: `http://other.example.test:${HP}/anything`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, names: ['other.example.test'], dst: '127.0.0.61', pod: 'free' },
-    { method: 'CONNECT', url: `api.stripe.com:${SP}`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, allowedBy: 'allow-egress-to-payment-gateway', names: ['api.stripe.com'], dst: '127.0.0.63', dstLabel: 'fqdn:matchName:api.stripe.com' },
+    { method: 'CONNECT', url: `api.stripe.com:${SP}`, verdict: 'FORWARDED', type: 'L3_L4', code: 200, allowedBy: 'allow-egress-to-payment-gateway', names: ['api.stripe.com'], dst: '127.0.0.63', dstLabel: 'fqdn:api.stripe.com' },
     { method: 'CONNECT', url: `api.stripe.com:${stripeOther!.port}`, verdict: 'DROPPED', type: 'L3_L4', code: 403, names: ['api.stripe.com'], dst: '127.0.0.63' },
     { method: 'CONNECT', url: `127.0.0.64:${HP}`, verdict: 'DROPPED', type: 'L3_L4', code: 403, dst: '127.0.0.64' },
     { method: 'CONNECT', url: `api.example.test:${HP}`, verdict: 'FORWARDED', type: 'L7', code: 200, allowedBy: 'app-egress', names: ['api.example.test'], dst: '127.0.0.60' },
@@ -301,7 +301,7 @@ t.test('flow records: Hubble shape, EGRESS, verdicts, rule names, destination na
   t.ok(dnsRecs.some((f) => f.l7.dns.query === 'api.example.test.' && f.source.pod_name === 'app'), 'the lookup shows as the pod\'s DNS query');
   // The shared metrics count egress decisions too.
   const text = await h.proxy.metrics.registry.metrics();
-  t.match(text, /hubble_http_requests_total\{method="CONNECT",protocol="HTTP\/1\.1",reporter="server"\} [1-9]/, 'CONNECTs counted');
+  t.match(text, /hubble_http_requests_total\{method="CONNECT",protocol="HTTP\/1\.1",reporter="client"\} [1-9]/, 'CONNECTs counted');
   t.match(text, /l7warden_policy_decisions_total\{verdict="denied",direction="egress",policy="default\/app-egress"\} [1-9]/, 'egress L7 denials counted');
 });
 

@@ -157,7 +157,7 @@ t.test('flows: the requests inside the tunnel are L7 EGRESS records with https U
   t.equal(ok?.IP.source, APP.ip);
   t.equal(ok?.IP.destination, '127.0.0.70');
   t.equal(ok?.source.pod_name, 'app');
-  t.ok(ok?.destination.labels.includes('fqdn:matchName:secure.example.test'));
+  t.ok(ok?.destination.labels.includes('fqdn:secure.example.test'));
   t.same(ok?.destination_names, ['secure.example.test']);
   t.same(ok?.egress_allowed_by?.map((p: { name: string }) => p.name), ['intercept']);
   t.equal(ok?.egress_denied_by, undefined);

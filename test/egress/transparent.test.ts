@@ -172,7 +172,7 @@ t.test('flows: Hubble L3/L4 records for spliced and reset transparent connection
     {
       name: 'fqdn after the answer',
       src: APP.ip, srcPort: 40001, dst: '127.0.0.83', dport: EP, verdict: 'FORWARDED', allowedBy: 'transparent',
-      dstLabel: 'fqdn:matchName:echo.example.test', names: ['echo.example.test'], pod: 'app',
+      dstLabel: 'fqdn:echo.example.test', names: ['echo.example.test'], pod: 'app',
     },
   ];
   for (const w of want) {

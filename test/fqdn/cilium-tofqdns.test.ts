@@ -58,7 +58,7 @@ t.test('namemanager Test_deriveLabelsForNames through the listener and decide()'
   }
   // Test_deriveLabelsForNames gives cilium.io's IP both labels; awesomecilium.io's the pattern's only.
   const labels = (ip: string) => h.snapshot.identityForIP(ip).labels.filter((l) => l.startsWith('fqdn:')).sort();
-  t.same(labels('10.30.0.1'), ['fqdn:matchName:cilium.io', 'fqdn:matchPattern:*cilium.io.']);
-  t.same(labels('10.30.0.2'), ['fqdn:matchPattern:*cilium.io.']);
+  t.same(labels('10.30.0.1'), ['fqdn:*cilium.io.', 'fqdn:cilium.io']);
+  t.same(labels('10.30.0.2'), ['fqdn:*cilium.io.']);
   t.same(labels('10.20.0.1'), []);
 });

@@ -44,19 +44,19 @@ t.test('world and CIDR addresses with the same keys get different FQDN identitie
   const overlay = new IPCacheOverlay();
   let snap = await compile(t, overlay, '10.0.0.0/8', 1);
   const sink = new IPCacheFqdnSink(overlay, () => snap);
-  const keys = ['matchPattern:*.example'];
+  const keys = ['*.example'];
   sink.setFqdnSelectors('10.1.2.3', keys);
   sink.setFqdnSelectors('192.0.2.7', keys);
   sink.setFqdnSelectors('10.1.2.4', keys);
   sink.setFqdnSelectors('127.0.0.10', keys);
-  t.same(snap.identityForIP('10.1.2.3').labels, ['cidr:10.0.0.0/8', 'fqdn:matchPattern:*.example', 'reserved:world']);
+  t.same(snap.identityForIP('10.1.2.3').labels, ['cidr:10.0.0.0/8', 'fqdn:*.example', 'reserved:world']);
   t.equal(snap.identityForIP('10.1.2.4'), snap.identityForIP('10.1.2.3'), 'same own identity and keys: one identity');
-  t.same(snap.identityForIP('192.0.2.7').labels, ['fqdn:matchPattern:*.example', 'reserved:world']);
+  t.same(snap.identityForIP('192.0.2.7').labels, ['fqdn:*.example', 'reserved:world']);
   t.ok(snap.identityForIP('127.0.0.10').labels.includes('k8s:app=client'), 'a pod keeps its own identity');
   t.equal(sink.skippedInternal, 1);
   // Two keys: another identity again.
-  sink.setFqdnSelectors('192.0.2.8', ['matchName:a.example', 'matchPattern:*.example']);
-  t.same(snap.identityForIP('192.0.2.8').labels, ['fqdn:matchName:a.example', 'fqdn:matchPattern:*.example', 'reserved:world']);
+  sink.setFqdnSelectors('192.0.2.8', ['a.example', '*.example']);
+  t.same(snap.identityForIP('192.0.2.8').labels, ['fqdn:*.example', 'fqdn:a.example', 'reserved:world']);
   // Removing the keys removes the entry.
   sink.setFqdnSelectors('192.0.2.7', []);
   t.same(snap.identityForIP('192.0.2.7').labels, ['reserved:world']);
@@ -65,6 +65,6 @@ t.test('world and CIDR addresses with the same keys get different FQDN identitie
   snap = await compile(t, overlay, '192.0.2.0/24', 2);
   sink.setFqdnSelectors('192.0.2.9', keys);
   sink.setFqdnSelectors('10.1.2.3', keys);
-  t.same(snap.identityForIP('192.0.2.9').labels, ['cidr:192.0.2.0/24', 'fqdn:matchPattern:*.example', 'reserved:world']);
-  t.same(snap.identityForIP('10.1.2.3').labels, ['fqdn:matchPattern:*.example', 'reserved:world']);
+  t.same(snap.identityForIP('192.0.2.9').labels, ['cidr:192.0.2.0/24', 'fqdn:*.example', 'reserved:world']);
+  t.same(snap.identityForIP('10.1.2.3').labels, ['fqdn:*.example', 'reserved:world']);
 });

@@ -46,7 +46,7 @@ t.test('lookup: source:key and any:key', async (t) => {
   t.equal(m.get('reserved:host'), '');
   t.equal(m.get('container:app'), undefined, 'a concrete other source does not match');
   t.same(parseLabel('cidr:2001:db8::/32'), { source: 'cidr', key: '2001:db8::/32', value: '' });
-  const id = makeIdentity(16777300, ['fqdn:matchName:api.github.com', 'cidr:10.0.0.0/8', 'reserved:world']);
+  const id = makeIdentity(16777300, ['fqdn:api.github.com', 'cidr:10.0.0.0/8', 'reserved:world']);
   t.equal(id.cidr, '10.0.0.0/8');
-  t.ok(id.fqdnSelectors?.has('matchName:api.github.com'));
+  t.ok(id.fqdnSelectors?.has('api.github.com'));
 });

@@ -291,11 +291,11 @@ t.test('FQDN identities learned at run time use the selector fallback', async (t
       PODS +
       cnp('x', '  endpointSelector: {matchLabels: {app: client}}\n  egress:\n  - toFQDNs: [{matchPattern: "*.github.com"}]\n    toPorts: [{ports: [{port: "443", protocol: TCP}]}]\n'),
   });
-  const sel = s.fqdnSelectors.find((f) => f.key === 'matchPattern:*.github.com');
+  const sel = s.fqdnSelectors.find((f) => f.key === '*.github.com');
   t.ok(sel?.matches('api.github.com'));
   t.ok(sel?.matches('API.GitHub.com.'));
   t.notOk(sel?.matches('github.com'));
-  const fq = s.identityForLabels(['reserved:world', 'fqdn:matchPattern:*.github.com']);
+  const fq = s.identityForLabels(['reserved:world', 'fqdn:*.github.com']);
   t.notOk(s.identities.has(fq.id), 'not a compile-time identity');
   s.ipcache.upsert('140.82.112.6', fq);
   const client = s.endpointByName('default', 'client')!.identity;
@@ -303,7 +303,7 @@ t.test('FQDN identities learned at run time use the selector fallback', async (t
   t.equal(dst.id, fq.id);
   t.equal(s.decide({ src: client, dst, port: 443, protocol: 'TCP' }).allowed, true);
   t.equal(s.decide({ src: client, dst: s.identityForIP('140.82.112.7'), port: 443, protocol: 'TCP' }).allowed, false);
-  t.equal(s.identityForLabels(['fqdn:matchPattern:*.github.com', 'reserved:world']).id, fq.id, 'stable for the same labels');
+  t.equal(s.identityForLabels(['fqdn:*.github.com', 'reserved:world']).id, fq.id, 'stable for the same labels');
 });
 
 t.test('ReDoS: /(a+)+b against a 10 KiB path stays linear', async (t) => {

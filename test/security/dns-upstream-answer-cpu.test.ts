@@ -126,7 +126,7 @@ t.test('an answer with more IPs than the per-name cap touches the IP cache at mo
   let pushes = 0;
   const sink: FqdnIpSink = { setFqdnSelectors: () => void pushes++ };
   const c = new FqdnCache(sink, { minTtlSeconds: 0, maxIpsPerName: 100 });
-  const sel: FqdnSelectorInfo = { key: 'matchPattern:*.example', matches: (n: string) => n.endsWith('.example.') };
+  const sel: FqdnSelectorInfo = { key: '*.example', matches: (n: string) => n.endsWith('.example.') };
   c.setSnapshot({ version: 1, fqdnSelectors: [sel] } as unknown as PolicySnapshot);
   const ips = Array.from({ length: 5000 }, (_, i) => `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`);
   c.learn('x.example.', ips, 60);
