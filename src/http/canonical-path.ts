@@ -20,7 +20,7 @@
  *    order (conn_manager_utility.cc maybeNormalizePath: canonicalPath, then
  *    mergeSlashes, as Cilium configures it), so `/a//../b` is `/a/b` there and here.
  *  - the query (from the first `?`) is validated with the same character rules
- *    (escapes upper-cased, nothing decoded) and kept: it is part of the matched path.
+ *    and kept byte for byte (Envoy leaves it untouched): it is part of the matched path.
  *
  * Hot path: one scan over the characters; a target that needs no change is returned
  * as the same string without allocating.
@@ -141,9 +141,6 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
         const l = hexVal(t.charCodeAt(i + 2));
         if (h < 0 || l < 0) return fail('invalid percent-encoding in query');
         if (h === 0 && l === 0) return fail('encoded NUL in query');
-        const c1 = t.charCodeAt(i + 1);
-        const c2 = t.charCodeAt(i + 2);
-        if ((c1 >= 97 && c1 <= 102) || (c2 >= 97 && c2 <= 102)) changed = true;
         i += 2;
       }
     }
@@ -168,7 +165,6 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
       last = i + 1;
     }
     path = out + path.slice(last);
-    if (query) query = upperEscapes(query);
   }
   // Remove dot segments, then merge slashes; refuse ".;" / "..;" segments. Empty
   // segments stay until the dot segments are resolved: merging first made
@@ -197,18 +193,6 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
   for (const s of out) if (s !== '') merged += '/' + s;
   if (out.length === 0 || out[out.length - 1] === '') merged += '/';
   return { ok: true, path: merged + query };
-}
-
-function upperEscapes(s: string): string {
-  let out = '';
-  let last = 0;
-  for (let i = 0; i < s.length; i++) {
-    if (s.charCodeAt(i) !== 37) continue;
-    out += s.slice(last, i) + '%' + s[i + 1]!.toUpperCase() + s[i + 2]!.toUpperCase();
-    i += 2;
-    last = i + 1;
-  }
-  return out + s.slice(last);
 }
 
 /**

@@ -25,8 +25,8 @@
  *    escape such as `%2` or `%%`, a target not starting with `/` — which Node's
  *    HTTP/1 parser and nghttp2 refuse before us anyway).
  *  - `hex-upper`: Envoy keeps a kept escape's hex as written ("in case the server is
- *    sensitive to that"); we upper-case it in the path (RFC 3986 §6.2.2.1).
- *    Either way the upstream gets exactly the string that was matched.
+ *    sensitive to that"); we upper-case it in the path (RFC 3986 §6.2.2.1), never in
+ *    the query. Either way the upstream gets exactly the string that was matched.
  */
 import t from 'tap';
 import { canonicalizeTarget } from '../../src/http/canonical-path.js';
@@ -108,6 +108,8 @@ const rows: Row[] = [
   ['/a%5C', R('/a/'), 400, 'redirect-400', 'UnescapeSlashes %5C prefixed'],
   ['/x/%2E%2e/z%2f%2Fabc%5C../def', R('/z/def'), 400, 'redirect-400', 'UnescapeSlashes dot segments behind escaped slashes'],
   ['/a%5Cb%2fc%5c?%2fabcd%5C%%2f%', R('/a/b/c/?%2fabcd%5C%%2f%'), 400, 'redirect-400', 'UnescapeSlashes query is untouched'],
+  // Escaped slashes in the query are data (unescapeSlashes stops at `?`)
+  ['/a/b?x=%2F&y=%5c', F('/a/b?x=%2F&y=%5c'), '/a/b?x=%2F&y=%5c', 'same', 'UnescapeSlashes query is untouched'],
   // The HCM's order: canonicalPath *then* mergeSlashes ("Merge slashes after path
   // normalization"), so an empty segment is a segment that `..` removes
   ['/a//../b', F('/a/b'), '/a/b', 'same', 'maybeNormalizePath order'],
@@ -116,6 +118,9 @@ const rows: Row[] = [
   ['/a/..//b', F('/b'), '/b', 'same', 'maybeNormalizePath order'],
   ['/a/.//b', F('/a/b'), '/a/b', 'same', 'maybeNormalizePath order'],
   ['/a/b/..//../c', F('/a/c'), '/a/c', 'same', 'maybeNormalizePath order'],
+  // Envoy's query is untouched, escapes included
+  ['/q?x=%2f&y=%3d', F('/q?x=%2f&y=%3d'), '/q?x=%2f&y=%3d', 'same', 'rfcNormalize query suffix appended as is'],
+  ['/a%2a?b=%2a', F('/a%2a?b=%2a'), '/a%2A?b=%2a', 'hex-upper', 'rfcNormalize query suffix appended as is'],
 ];
 
 const upperPathHex = (p: string): string => {
