@@ -151,8 +151,8 @@ export class DnsFlowRecorder {
     if (m) {
       m.decision(v);
       m.flow('L7', 'DNS', v.allowed ? 'FORWARDED' : 'DROPPED', 'DNS');
-      if (!v.allowed) m.drop(v.dropReason ?? 'POLICY_DENIED', transport);
-      m.dnsQuery(qtype);
+      if (!v.allowed) m.drop(v.dropReason ?? 'POLICY_DENIED', 'DNS');
+      m.dnsQuery(qtype, !v.allowed);
     }
     if (!this.sink.active) return;
     this.sink.emit(new DnsRecord(Date.now(), this.#nodeJson, snapshot, src, dst, transport, query, qtype, v, undefined, 0n));

@@ -211,9 +211,16 @@ export class HttpFlowRecorder {
     const m = this.#metrics;
     if (m) {
       m.decision(v);
-      m.flow(v.type, 'HTTP', v.allowed ? 'FORWARDED' : 'DROPPED', 'HTTP');
-      if (!v.allowed) m.drop(v.dropReason ?? 'POLICY_DENIED', 'TCP');
-      m.httpRequest(http.method, http.protocol);
+      // Labelled from the record's event type as Hubble does: a reset denial is a drop event (L4 TCP), anything else an L7 one.
+      if (v.allowed) m.flow('L7', 'HTTP', 'FORWARDED', 'HTTP');
+      else if (reset) {
+        m.flow('Drop', '', 'DROPPED', 'TCP');
+        m.drop(v.dropReason ?? 'POLICY_DENIED', 'TCP');
+      } else {
+        m.flow('L7', 'HTTP', 'DROPPED', 'HTTP');
+        m.drop(v.dropReason ?? 'POLICY_DENIED', 'HTTP');
+      }
+      m.httpRequest(http.method, http.protocol, http.direction);
     }
     if (!this.sink.active) return;
     this.sink.emit(
@@ -238,8 +245,8 @@ export class HttpFlowRecorder {
     const latency = process.hrtime.bigint() - startNs;
     const m = this.#metrics;
     if (m) {
-      m.flow(type, 'HTTP', 'FORWARDED', 'HTTP');
-      m.httpResponse(http.method, code, Number(latency) / 1e9);
+      m.flow('L7', 'HTTP', 'FORWARDED', 'HTTP');
+      m.httpResponse(http.method, http.protocol, code, Number(latency) / 1e9, http.direction);
     }
     if (!this.sink.active) return;
     this.sink.emit(
@@ -263,7 +270,7 @@ export class HttpFlowRecorder {
     const m = this.#metrics;
     if (m) {
       m.decision(v);
-      m.flow('L3_L4', '', v.allowed ? 'FORWARDED' : 'DROPPED', transport);
+      m.flow(v.allowed ? 'PolicyVerdict' : 'Drop', '', v.allowed ? 'FORWARDED' : 'DROPPED', transport);
       if (!v.allowed) m.drop(v.dropReason ?? 'POLICY_DENIED', transport);
     }
     if (!this.sink.active) return;

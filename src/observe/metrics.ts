@@ -2,11 +2,14 @@
  * Every Prometheus metric l7warden exports, declared in this one module
  * (prom-client 15.1.3, own Registry, served on the admin address at /metrics).
  *
- * Names: Hubble's where one exists (pkg/hubble/metrics: flow, drop, httpV2, dns),
+ * Names, labels and counting rules: Hubble's where one exists (pkg/hubble/metrics:
+ * flow, drop, http (the v1 handler: requests, responses, duration), dns), each record
+ * counted as Hubble's handler would count the flow record we emit for it;
  * `l7warden_*` for the proxy's own. Label values are bounded: HTTP methods outside
  * the standard set become `OTHER`, DNS qtypes outside a fixed set `OTHER`,
- * ips_returned is capped at `10+`, status codes are 100–599, listener and policy
- * names come from the configuration. No paths, hosts or IPs are ever label values.
+ * ips_returned is capped at `10+`, status codes are 100–599 (else `0`), rcodes
+ * outside Hubble's table "", listener and policy names come from the configuration.
+ * No paths, hosts or IPs are ever label values.
  *
  * Hot path: recorders call the methods below, which increment label children bound
  * once and looked up by a string/number/object key (no label object per request).
@@ -109,17 +112,78 @@ class DeferredHistogram implements Obs {
 }
 
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'];
+const HTTP_PROTOCOLS = ['HTTP/1.0', 'HTTP/1.1', 'HTTP/2'];
 const DNS_QTYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'PTR', 'NS', 'SOA', 'CAA', 'HTTPS', 'SVCB', 'ANY'];
-const FLOW_TYPES = ['L7', 'L3_L4'];
+/**
+ * Hubble's `type` label is the record's event type, not its `Type` field
+ * (flow/handler.go: 129 → L7, 1 → Drop, 5 → PolicyVerdict), and `subtype` is
+ * the L7 record kind only on access-log events.
+ */
+const FLOW_TYPES = ['L7', 'Drop', 'PolicyVerdict'];
 const FLOW_SUBTYPES = ['HTTP', 'DNS', ''];
 const FLOW_VERDICTS = ['FORWARDED', 'DROPPED'];
 const FLOW_PROTOCOLS = ['HTTP', 'DNS', 'TCP', 'UDP'];
 const RCODES = ['No Error', 'Format Error', 'Server Failure', 'Non-Existent Domain', 'Not Implemented', 'Query Refused'];
 
-/** Hubble's rcode label text (miekg/dns RcodeToString). */
+/** The rcode text of a DNS record's Summary (the metric label uses HUBBLE_RCODES). */
 export function rcodeName(rcode: number): string {
   return RCODES[rcode] ?? String(rcode);
 }
+
+/**
+ * The `rcode` label of hubble_dns_responses_total: Hubble's own table
+ * (pkg/hubble/metrics/dns/rcode.go); an rcode missing from it is "" there (a Go
+ * map miss), which also keeps an upstream's rcode from widening the label set.
+ */
+const HUBBLE_RCODES: ReadonlyMap<number, string> = new Map([
+  [0, 'No Error'],
+  [1, 'Format Error'],
+  [2, 'Server Failure'],
+  [3, 'Non-Existent Domain'],
+  [4, 'Not Implemented'],
+  [5, 'Query Refused'],
+  [6, 'Name Exists when it should not'],
+  [7, 'RR Set Exists when it should not'],
+  [8, 'RR Set that should exist does not'],
+  [9, 'Not Authorized'],
+  [10, 'Name not contained in zone'],
+  [11, 'DSO-TYPE Not Implemented'],
+  [16, 'Bad OPT Version'],
+  [17, 'Key not recognized'],
+  [18, 'Signature out of time window'],
+  [19, 'Bad TKEY Mode'],
+  [20, 'Duplicate key name'],
+  [21, 'Algorithm not supported'],
+  [22, 'Bad Truncation'],
+  [23, 'Bad/missing Server Cookie'],
+]);
+/** Hubble's rcode label of a denied query (dns/handler.go). */
+const POLICY_DENIED_RCODE = 'Policy denied';
+const IPS_CAP = 10;
+
+/** Position of `v` in `list`, or `list.length` for anything else (the fold bucket). */
+function indexer(list: readonly string[]): (v: string) => number {
+  const m = new Map(list.map((v, i) => [v, i]));
+  return (v) => m.get(v) ?? list.length;
+}
+const methodIndex = indexer(HTTP_METHODS);
+const protocolIndex = indexer(HTTP_PROTOCOLS);
+const qtypeIndex = indexer(DNS_QTYPES);
+const METHOD_LABELS = [...HTTP_METHODS, 'OTHER'];
+const PROTOCOL_LABELS = [...HTTP_PROTOCOLS, ''];
+const QTYPE_LABELS = [...DNS_QTYPES, 'OTHER'];
+/** Known rcodes in table order, then "" for the rest. */
+const RCODE_NUMBERS = [...HUBBLE_RCODES.keys()];
+const RCODE_LABELS = [...HUBBLE_RCODES.values(), ''];
+const rcodeIndexOf = new Map(RCODE_NUMBERS.map((r, i) => [r, i]));
+
+/** Hubble's `reporter`: the record's traffic direction (http/handler.go reporter()). */
+function reporterIndex(direction: 'INGRESS' | 'EGRESS' | undefined): number {
+  return direction === 'EGRESS' ? 1 : 0;
+}
+const REPORTERS = ['server', 'client'];
+
+export type FlowEventType = 'L7' | 'Drop' | 'PolicyVerdict';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -148,7 +212,7 @@ export class Metrics {
   readonly httpResponses = new Counter({
     name: 'hubble_http_responses_total',
     help: 'Count of HTTP responses',
-    labelNames: ['method', 'status', 'reporter'] as const,
+    labelNames: ['method', 'protocol', 'status', 'reporter'] as const,
     registers: [this.registry],
     collect: (): void => this.#flush(),
   });
@@ -285,14 +349,19 @@ export class Metrics {
 
   // Bound children, built once.
   readonly #flow: Inc[] = [];
-  readonly #httpReq = new Map<string, Inc>();
-  readonly #httpResp = new Map<string, Map<number, Inc>>();
-  readonly #httpDur = new Map<string, Obs>();
-  readonly #dnsQ = new Map<string, Inc>();
-  readonly #dnsR = new Map<string, Inc>();
+  /** By method × protocol × reporter index, made on first use (no zero series before). */
+  readonly #httpReq: (Inc | undefined)[] = [];
+  /** By method × protocol × reporter index, then by status code. */
+  readonly #httpResp: (Map<number, Inc> | undefined)[] = [];
+  /** By method × reporter index. */
+  readonly #httpDur: (Obs | undefined)[] = [];
+  /** By qtype × (allowed, denied). */
+  readonly #dnsQ: (Inc | undefined)[] = [];
+  /** By (qtype × rcode label) × ips_returned index. */
+  readonly #dnsR: (Inc | undefined)[] = [];
+  readonly #drop = new Map<string, Map<string, Inc>>();
   readonly #decisionByRule = new WeakMap<RuleRef, Inc[]>();
   readonly #decisionNoRule: Inc[];
-  readonly #drop = new Map<string, Inc>();
   readonly #upstream = new Map<string, Inc>();
   readonly #reloads: Inc;
   readonly #reloadErrors: Inc;
@@ -310,8 +379,13 @@ export class Metrics {
     this.#reloadErrors = this.reloadErrors;
   }
 
-  /** One flow record's worth of `hubble_flows_processed_total` (and `hubble_drop_total` when dropped). */
-  flow(type: 'L7' | 'L3_L4', subtype: 'HTTP' | 'DNS' | '', verdict: 'FORWARDED' | 'DROPPED', protocol: 'HTTP' | 'DNS' | 'TCP' | 'UDP'): void {
+  /**
+   * One flow record's worth of `hubble_flows_processed_total`, labelled as Hubble's
+   * flow handler labels that record: `type` from its event type, `subtype` the L7
+   * kind on access-log (L7) events only, `protocol` the L7 protocol on L7 events
+   * and the L4 one otherwise (pkg/hubble/api/v1 FlowProtocol).
+   */
+  flow(type: FlowEventType, subtype: 'HTTP' | 'DNS' | '', verdict: 'FORWARDED' | 'DROPPED', protocol: 'HTTP' | 'DNS' | 'TCP' | 'UDP'): void {
     const i =
       ((FLOW_TYPES.indexOf(type) * FLOW_SUBTYPES.length + FLOW_SUBTYPES.indexOf(subtype)) * FLOW_VERDICTS.length +
         FLOW_VERDICTS.indexOf(verdict)) *
@@ -320,12 +394,17 @@ export class Metrics {
     this.#flow[i]?.inc();
   }
 
+  /** A DROPPED record: `protocol` as for flow() (HTTP/DNS on L7 events, TCP/UDP otherwise). */
   drop(reason: string, protocol: string): void {
-    const key = reason + protocol;
-    let c = this.#drop.get(key);
+    let byProto = this.#drop.get(reason);
+    if (!byProto) {
+      byProto = new Map();
+      this.#drop.set(reason, byProto);
+    }
+    let c = byProto.get(protocol);
     if (!c) {
       c = this.#defer(this.drops.labels(reason, protocol));
-      this.#drop.set(key, c);
+      byProto.set(protocol, c);
     }
     c.inc();
   }
@@ -354,59 +433,80 @@ export class Metrics {
     return out;
   }
 
-  httpRequest(method: string, protocol: string): void {
-    const m = HTTP_METHODS.includes(method) ? method : 'OTHER';
-    const key = m + protocol;
-    let c = this.#httpReq.get(key);
+  /**
+   * A REQUEST record (Hubble's http handler, v1: requests are counted on REQUEST
+   * records, responses and the latency on RESPONSE records). `direction`: the
+   * record's traffic_direction, which Hubble reports as `reporter` (INGRESS
+   * server, EGRESS client).
+   */
+  httpRequest(method: string, protocol: string, direction?: 'INGRESS' | 'EGRESS'): void {
+    const mi = methodIndex(method);
+    const pi = protocolIndex(protocol);
+    const ri = reporterIndex(direction);
+    const i = (mi * PROTOCOL_LABELS.length + pi) * REPORTERS.length + ri;
+    let c = this.#httpReq[i];
     if (!c) {
-      c = this.#defer(this.httpRequests.labels(m, protocol, 'server'));
-      this.#httpReq.set(key, c);
+      c = this.#defer(this.httpRequests.labels(METHOD_LABELS[mi]!, PROTOCOL_LABELS[pi]!, REPORTERS[ri]!));
+      this.#httpReq[i] = c;
     }
     c.inc();
   }
 
-  httpResponse(method: string, status: number, seconds: number): void {
-    const m = HTTP_METHODS.includes(method) ? method : 'OTHER';
-    let byCode = this.#httpResp.get(m);
+  /** A RESPONSE record: its status and the request's latency in seconds. */
+  httpResponse(method: string, protocol: string, status: number, seconds: number, direction?: 'INGRESS' | 'EGRESS'): void {
+    const mi = methodIndex(method);
+    const pi = protocolIndex(protocol);
+    const ri = reporterIndex(direction);
+    const i = (mi * PROTOCOL_LABELS.length + pi) * REPORTERS.length + ri;
+    let byCode = this.#httpResp[i];
     if (!byCode) {
       byCode = new Map();
-      this.#httpResp.set(m, byCode);
+      this.#httpResp[i] = byCode;
     }
+    // Codes come from the upstream: outside 100-599 they share one label value.
     const code = status >= 100 && status <= 599 ? status : 0;
     let c = byCode.get(code);
     if (!c) {
-      c = this.#defer(this.httpResponses.labels(m, String(code), 'server'));
+      c = this.#defer(this.httpResponses.labels(METHOD_LABELS[mi]!, PROTOCOL_LABELS[pi]!, String(code), REPORTERS[ri]!));
       byCode.set(code, c);
     }
     c.inc();
-    let d = this.#httpDur.get(m);
+    const di = mi * REPORTERS.length + ri;
+    let d = this.#httpDur[di];
     if (!d) {
-      const h = new DeferredHistogram(this.httpDuration, { method: m, reporter: 'server' }, DURATION_BUCKETS);
+      const h = new DeferredHistogram(this.httpDuration, { method: METHOD_LABELS[mi]!, reporter: REPORTERS[ri]! }, DURATION_BUCKETS);
       this.#deferred.push(h);
       d = h;
-      this.#httpDur.set(m, d);
+      this.#httpDur[di] = d;
     }
     d.observe(seconds);
   }
 
-  dnsQuery(qtype: string): void {
-    const q = DNS_QTYPES.includes(qtype) ? qtype : 'OTHER';
-    let c = this.#dnsQ.get(q);
+  /**
+   * A DNS REQUEST record. Hubble counts a DROPPED one with rcode "Policy denied"
+   * and an allowed one with rcode "" (dns/handler.go), both ips_returned "0".
+   */
+  dnsQuery(qtype: string, denied = false): void {
+    const qi = qtypeIndex(qtype);
+    const i = qi * 2 + (denied ? 1 : 0);
+    let c = this.#dnsQ[i];
     if (!c) {
-      c = this.#defer(this.dnsQueries.labels('', q, '0'));
-      this.#dnsQ.set(q, c);
+      c = this.#defer(this.dnsQueries.labels(denied ? POLICY_DENIED_RCODE : '', QTYPE_LABELS[qi]!, '0'));
+      this.#dnsQ[i] = c;
     }
     c.inc();
   }
 
+  /** A DNS RESPONSE record: its rcode and the number of addresses it returned. */
   dnsResponse(rcode: number, qtype: string, ips: number): void {
-    const q = DNS_QTYPES.includes(qtype) ? qtype : 'OTHER';
-    const n = ips >= 10 ? '10+' : String(ips);
-    const key = `${rcode}|${q}|${n}`;
-    let c = this.#dnsR.get(key);
+    const qi = qtypeIndex(qtype);
+    const ri = rcodeIndexOf.get(rcode) ?? RCODE_NUMBERS.length;
+    const ni = ips >= IPS_CAP ? IPS_CAP : ips > 0 ? ips : 0;
+    const i = (qi * RCODE_LABELS.length + ri) * (IPS_CAP + 1) + ni;
+    let c = this.#dnsR[i];
     if (!c) {
-      c = this.#defer(this.dnsResponses.labels(rcodeName(rcode), q, n));
-      this.#dnsR.set(key, c);
+      c = this.#defer(this.dnsResponses.labels(RCODE_LABELS[ri]!, QTYPE_LABELS[qi]!, ni === IPS_CAP ? `${IPS_CAP}+` : String(ni)));
+      this.#dnsR[i] = c;
     }
     c.inc();
   }
