@@ -28,7 +28,7 @@ import type {
   RuleSection,
   TLSContext,
 } from './api.js';
-import type { DirectionVerdict } from './types.js';
+import type { DirectionVerdict, PolicyMatchType } from './types.js';
 import type { Endpoint, Identity } from '../identity/identity.js';
 import { Reserved } from '../identity/identity.js';
 import { IdentityAllocator } from '../identity/allocator.js';
@@ -436,7 +436,7 @@ class Compiler {
       (a, b) => cmp(a.proto, b.proto) || a.port - b.port || a.endPort - b.endPort,
     );
     for (const f of sorted) {
-      const sels = [...f.sels.values()].map((d) => this.compileSel(d, dir, enforced, f.parser));
+      const sels = [...f.sels.values()].map((d) => this.compileSel(d, dir, enforced, f.parser, f.port));
       summaries.push(Object.freeze({ proto: f.proto, port: f.port, endPort: f.endPort, parser: f.parser, sels }));
       let l = byProto.get(f.proto);
       if (!l) byProto.set(f.proto, (l = []));
@@ -533,7 +533,7 @@ class Compiler {
           continue;
         }
         // Named port: ingress resolves against the subject's pods, egress against
-        // the destination pods of each selected identity.
+        // the pods the peer selector selects.
         const name = pp.port.toLowerCase();
         if (dir === 'ingress') {
           for (const np of this.namedPortsByIdentity.get(subj.id)?.get(name) ?? []) {
@@ -541,29 +541,23 @@ class Compiler {
             for (const sel of sels) this.mergeSel(filters, e, np.protocol, np.port, np.port, parser, sel, pr);
           }
         } else {
+          // Egress: Cilium resolves the name over the identities the peer selector
+          // selects (pkg/policy/types NamedPortMultiMap.GetNamedPort(name, proto, ids)),
+          // once per concrete protocol: one number among them opens that port to the
+          // whole selector; two different numbers (ErrDuplicateNamedPorts) or none
+          // (ErrUnknownNamedPort) open nothing.
           for (const sel of sels) {
-            const byPort = new Map<string, number[]>();
-            for (const id of this.idsOf(sel)) {
-              for (const np of this.namedPortsByIdentity.get(id)?.get(name) ?? []) {
-                if (!protos.includes(np.protocol)) continue;
-                const k = `${np.protocol}/${np.port}`;
-                let l = byPort.get(k);
-                if (!l) byPort.set(k, (l = []));
-                l.push(id);
+            for (const proto of protos) {
+              let port = 0;
+              let conflict = false;
+              for (const id of this.idsOf(sel)) {
+                for (const np of this.namedPortsByIdentity.get(id)?.get(name) ?? []) {
+                  if (np.protocol !== proto) continue;
+                  if (port === 0) port = np.port;
+                  else if (np.port !== port) conflict = true;
+                }
               }
-            }
-            for (const [k, ids] of byPort) {
-              const [proto, portText] = k.split('/') as [L4Proto, string];
-              const port = Number(portText);
-              const idSet = new Set(ids);
-              const restricted: PeerSelector = {
-                // idsOf() caches by key: one key per resolved port, or the first
-                // port's destinations would be reused for every other port.
-                key: `${sel.key}@${name}@${k}`,
-                wildcard: false,
-                matches: (i) => idSet.has(i.id),
-              };
-              this.mergeSel(filters, e, proto, port, port, parser, restricted, pr);
+              if (port !== 0 && !conflict) this.mergeSel(filters, e, proto, port, port, parser, sel, pr);
             }
           }
         }
@@ -688,14 +682,16 @@ class Compiler {
     }
   }
 
-  private compileSel(d: SelDraft, dir: Direction, enforced: boolean, filterParser: L7Parser | undefined): CompiledSel {
+  private compileSel(d: SelDraft, dir: Direction, enforced: boolean, filterParser: L7Parser | undefined, port: number): CompiledSel {
     const ref = d.refs[0];
     const tls = {
       ...(d.terminatingTLS ? { terminatingTLS: d.terminatingTLS } : {}),
       ...(d.originatingTLS ? { originatingTLS: d.originatingTLS } : {}),
     };
     const base = { direction: dir, enforced };
-    const allowL4: DirectionVerdict = Object.freeze({ ...base, allowed: true, type: 'L3_L4', rule: ref, ...tls });
+    // The map entry this selector's policy becomes (port 0 = every port).
+    const matchType: PolicyMatchType = d.sel.wildcard ? (port === 0 ? 4 : 3) : port === 0 ? 1 : 2;
+    const allowL4: DirectionVerdict = Object.freeze({ ...base, allowed: true, type: 'L3_L4', rule: ref, ...tls, matchType });
     const allowL7 = Object.freeze({
       http: Object.freeze({ ...base, allowed: true, type: 'L7', rule: ref, l7: 'http', ...tls }),
       dns: Object.freeze({ ...base, allowed: true, type: 'L7', rule: ref, l7: 'dns', ...tls }),

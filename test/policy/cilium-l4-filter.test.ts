@@ -111,15 +111,18 @@ spec:
 });
 
 // Named ports. Ingress resolves the name against the subject's own container ports
-// (pkg/policy/l4.go, the endpoint's GetNamedPort). On egress Cilium resolves it in the
-// selector cache's cluster-wide named-port map, where `http-alt` = 8080 (a) and 9090
-// (c) conflict (ErrDuplicateNamedPorts: no port); l7warden resolves per destination.
-// The rows asserted are those both agree on: no destination is opened on another
-// pod's port number.
-t.test('named ports resolve per endpoint', async (t) => {
+// (pkg/policy/l4.go, the endpoint's GetNamedPort). Egress resolves it over the
+// identities the peer selector selects, per protocol (pkg/policy/types/namedports.go
+// NamedPortMultiMap.GetNamedPort(name, proto, ids), namedports_test.go
+// TestPolicyNamedPortMultiMap): one number opens that port to every identity of the
+// selector; `http-alt` = 8080 (a) and 9090 (c) under one selector conflict
+// (ErrDuplicateNamedPorts) and open nothing; a name no selected pod defines
+// (ErrUnknownNamedPort) opens nothing.
+t.test('named ports resolve per endpoint (ingress) and per selector (egress)', async (t) => {
   const s = await compileOk({
     'p.yaml':
       PODS +
+      pod('y', { id: 'y' }, '10.0.0.10') +
       `---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -131,6 +134,17 @@ spec:
 ---
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
+metadata: {name: named-a, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {id: y}}
+  egress:
+  - toEndpoints: [{matchExpressions: [{key: id, operator: In, values: [a, x]}]}]
+    toPorts: [{ports: [{port: http-alt, protocol: TCP}]}]
+  - toEndpoints: [{matchLabels: {id: x}}]
+    toPorts: [{ports: [{port: http-alt, protocol: ANY}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
 metadata: {name: named-in, namespace: default}
 spec:
   endpointSelector: {matchLabels: {id: c}}
@@ -139,10 +153,17 @@ spec:
     toPorts: [{ports: [{port: http-alt, protocol: TCP}]}]
 `,
   });
-  const e = (to: string, port: number) => s.decide({ src: idOf(s, 'x'), dst: idOf(s, to), port, protocol: 'TCP' }).egress?.allowed;
-  t.equal(e('a', 9090), false, 'egress: 9090 is c\'s http-alt, not a\'s');
-  t.equal(e('c', 8080), false, 'egress: 8080 is a\'s http-alt, not c\'s');
-  t.equal(e('x', 8080), false, 'egress: x has no http-alt');
+  const e = (from: string, to: string, port: number) => s.decide({ src: idOf(s, from), dst: idOf(s, to), port, protocol: 'TCP' }).egress?.allowed;
+  // Wildcard peer: a (8080) and c (9090) both selected, the name conflicts.
+  t.equal(e('x', 'a', 8080), false, 'egress, conflicting selections: not a on 8080');
+  t.equal(e('x', 'c', 9090), false, 'egress, conflicting selections: not c on 9090');
+  t.equal(e('x', 'a', 9090), false, 'egress: never a on c\'s number');
+  // One selector selecting a and x (each toEndpoints element is its own selector):
+  // only a defines http-alt, so 8080 opens to the whole selector, x included.
+  t.equal(e('y', 'a', 8080), true, 'egress, one number among the selections: a on 8080');
+  t.equal(e('y', 'x', 8080), true, 'egress: and x, selected by the same selector, on 8080');
+  t.equal(e('y', 'c', 8080), false, 'egress: c is not selected');
+  t.equal(e('y', 'a', 9090), false, 'egress: 9090 is not the resolved number');
   const i = (port: number) => s.decide({ src: idOf(s, 'x'), dst: idOf(s, 'c'), port, protocol: 'TCP' }).ingress?.allowed;
   t.equal(i(9090), true, 'ingress: the subject c names 9090 http-alt');
   t.equal(i(8080), false, 'ingress: 8080 is another pod\'s http-alt');

@@ -146,7 +146,7 @@ t.test('same selector: L4-only merged with L7 = wildcard L7; HTTP lists concaten
   t.match(s.dump(), /http: method=GET\n\s+http: method=PUT/);
 });
 
-t.test('named ports: ingress against the subject, egress against the destination pods', async (t) => {
+t.test('named ports: ingress against the subject, egress against the pods the selector selects', async (t) => {
   const s = await compileOk({
     'a.yaml':
       PODS +
@@ -159,7 +159,10 @@ t.test('named ports: ingress against the subject, egress against the destination
   t.equal(e.egress?.allowed, true, 'egress named port resolved on the server pod');
   t.equal(e.allowed, false, "but the server's ingress only admits its port named web");
   t.equal(ask(s, 'client', 'server', 53, { protocol: 'TCP' }).egress?.allowed, false, 'the named port is UDP');
-  t.equal(ask(s, 'client', 'other', 53, { protocol: 'UDP' }).allowed, false, 'other has no port named dns');
+  // As Cilium: the name is resolved over the selector's selections (only server defines
+  // dns, 53/UDP) and that number is opened to every identity the selector selects.
+  t.equal(ask(s, 'client', 'other', 53, { protocol: 'UDP' }).egress?.allowed, true, 'other is selected too: 53/UDP opens to it');
+  t.equal(ask(s, 'client', 'other', 54, { protocol: 'UDP' }).egress?.allowed, false, 'and only 53');
 });
 
 t.test('headers, headerMatches, secrets and mismatch actions', async (t) => {
