@@ -93,7 +93,7 @@ export function decideDirection(
   if (view.hasSni || view.hasHeaderActions) return decideSlow(dp, view, q);
   const l7 = view.firstL7;
   const l4 = view.firstL4;
-  if (l7 === undefined) return (l4 as CompiledSel).allowL4;
+  if (l7 === undefined) return view.allowL4 as DirectionVerdict;
   // The port is redirected to the proxy for this peer (type L7).
   if (l4 !== undefined) return l4.allowL7[l7.parser as 'http' | 'dns'];
   if (q.http !== undefined && l7.parser === 'http') {

@@ -20,7 +20,7 @@
  * built here, so the decision returns shared frozen objects.
  */
 import type { Direction, L4Proto, RuleRef, TLSContext } from './api.js';
-import type { DirectionVerdict } from './types.js';
+import type { DirectionVerdict, PolicyMatchType } from './types.js';
 import type { Identity } from '../identity/identity.js';
 import type { PeerSelector } from './selectors.js';
 import type { CompiledHttpItem, DnsGroup, ServerNameMatcher } from './l7.js';
@@ -63,6 +63,12 @@ export interface RemoteView {
   /** Without SNI filtering: the first allow with an L7 parser, and the first without. */
   readonly firstL7: CompiledSel | undefined;
   readonly firstL4: CompiledSel | undefined;
+  /**
+   * firstL4's allow carrying the match type of the most specific allow in the view:
+   * the datapath reports the entry its lookup found (bpf/lib/policy.h: peer+port
+   * before any-peer+port before peer-only before allow-all), not the first rule.
+   */
+  readonly allowL4: DirectionVerdict | undefined;
 }
 
 export interface PortEntry {
@@ -104,8 +110,12 @@ export interface DirPolicy {
 
 /** Verdict of a direction in which nothing selects the subject. */
 export function notEnforcedVerdict(direction: Direction): DirectionVerdict {
-  return Object.freeze({ direction, enforced: false, allowed: true, type: 'L3_L4' });
+  // Cilium puts an allow-all entry in the map of an endpoint it does not enforce.
+  return Object.freeze({ direction, enforced: false, allowed: true, type: 'L3_L4', matchType: 4 });
 }
+
+/** Lookup precedence of a match type (higher wins): L3-L4, L4-only, L3-only, all. */
+const MATCH_RANK: readonly number[] = [0, 2, 4, 3, 1];
 
 /** Look up the port entry for a port: exact, then range segment, then port 0. */
 export function lookupPort(t: ProtoTable, port: number): PortEntry | undefined {
@@ -162,6 +172,15 @@ function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[]): Remot
     if (s.parser !== undefined) firstL7 ??= s;
     else firstL4 ??= s;
   }
+  let allowL4: DirectionVerdict | undefined;
+  if (firstL4 !== undefined) {
+    let best: PolicyMatchType | undefined = firstL4.allowL4.matchType;
+    for (const s of allows) {
+      const m = s.allowL4.matchType;
+      if (m !== undefined && (best === undefined || MATCH_RANK[m]! > MATCH_RANK[best]!)) best = m;
+    }
+    allowL4 = best === firstL4.allowL4.matchType ? firstL4.allowL4 : Object.freeze({ ...firstL4.allowL4, matchType: best });
+  }
   return Object.freeze({
     deny,
     allows: Object.freeze(allows),
@@ -169,6 +188,7 @@ function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[]): Remot
     hasHeaderActions: allows.some((s) => s.hasHeaderActions),
     firstL7,
     firstL4,
+    allowL4,
   });
 }
 

@@ -36,6 +36,13 @@ export interface DecisionQuery {
   readonly sni?: string;
 }
 
+/**
+ * Which datapath policy-map entry an L3/L4 allow stands for, as Cilium's
+ * policy-verdict events report it (pkg/monitor/api/types.go PolicyMatch*): 1 L3-only
+ * (peer, any port), 2 L3-L4 (peer and port), 3 L4-only (any peer, port), 4 all.
+ */
+export type PolicyMatchType = 1 | 2 | 3 | 4;
+
 /** POLICY_DENIED (133): no allow rule; POLICY_DENY (181): an explicit deny rule. */
 export type DropReason = 'POLICY_DENIED' | 'POLICY_DENY';
 
@@ -68,6 +75,11 @@ export interface DirectionVerdict {
    * SNI: a listener that can read the ClientHello may ask again with it.
    */
   readonly sniMissing?: true;
+  /**
+   * On L3/L4 allows: the map entry the datapath would have matched (the most
+   * specific allow covering this peer and port), for Hubble's `policy_match_type`.
+   */
+  readonly matchType?: PolicyMatchType;
 }
 
 export interface Verdict {
