@@ -8,7 +8,7 @@
  */
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { FT, FL, frame, block, settings } from './h2-raw.js';
+import { FT, FL, frame, block, frameReader, settings } from './h2-raw.js';
 
 export type Behaviour = (write: (b: Buffer) => void, streamId: number, sock: net.Socket) => void;
 
@@ -44,24 +44,10 @@ export async function startRawUpstream(initialSettings: [number, number][] = [])
       if (!sock.destroyed) sock.write(b);
     };
     write(settings(initialSettings));
-    let buf: Buffer = Buffer.alloc(0);
-    let preface = false;
     const mine = new Map<number, { id: number; rst?: number }>();
-    sock.on('data', (d: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, d]) : d;
-      if (!preface) {
-        if (buf.length < 24) return;
-        buf = buf.subarray(24);
-        preface = true;
-      }
-      while (buf.length >= 9) {
-        const len = buf.readUIntBE(0, 3);
-        if (buf.length < 9 + len) break;
-        const type = buf[3]!;
-        const flags = buf[4]!;
-        const id = buf.readUInt32BE(5) & 0x7fffffff;
-        const p = buf.subarray(9, 9 + len);
-        buf = buf.subarray(9 + len);
+    sock.on(
+      'data',
+      frameReader((type, flags, id, p) => {
         if (type === FT.SETTINGS && (flags & FL.ACK) === 0) write(frame(FT.SETTINGS, FL.ACK, 0));
         else if (type === FT.PING && (flags & FL.ACK) === 0) write(frame(FT.PING, FL.ACK, 0, Buffer.from(p)));
         else if (type === FT.HEADERS && !mine.has(id)) {
@@ -73,8 +59,8 @@ export async function startRawUpstream(initialSettings: [number, number][] = [])
           const s = mine.get(id);
           if (s && s.rst === undefined) s.rst = p.readUInt32BE(0);
         }
-      }
-    });
+      }, true),
+    );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   (up as { url: string }).url = `h2c://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -84,6 +84,34 @@ export function windowUpdate(id: number, inc: number): Buffer {
   return frame(FT.WINDOW_UPDATE, 0, id, b);
 }
 
+/**
+ * A 'data' listener that cuts a byte stream into HTTP/2 frames and hands each to
+ * `onFrame` (the payload is a view: copy it to keep it). `skipPreface`: a server
+ * side, whose first 24 bytes are the client preface.
+ */
+export function frameReader(onFrame: (type: number, flags: number, id: number, payload: Buffer) => void, skipPreface = false): (d: Buffer) => void {
+  let buf: Buffer = Buffer.alloc(0);
+  let preface = !skipPreface;
+  return (d) => {
+    buf = buf.length ? Buffer.concat([buf, d]) : d;
+    if (!preface) {
+      if (buf.length < PREFACE.length) return;
+      buf = buf.subarray(PREFACE.length);
+      preface = true;
+    }
+    while (buf.length >= 9) {
+      const len = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + len) break;
+      const type = buf[3]!;
+      const flags = buf[4]!;
+      const id = buf.readUInt32BE(5) & 0x7fffffff;
+      const p = buf.subarray(9, 9 + len);
+      buf = buf.subarray(9 + len);
+      onFrame(type, flags, id, p);
+    }
+  };
+}
+
 export interface RawH2 {
   readonly sock: net.Socket;
   goaway?: { lastStreamId: number; code: number };
@@ -118,26 +146,18 @@ export async function rawH2(port: number, from: string, initial: Buffer = Buffer
         else sock.once('drain', () => resolve()).once('close', () => resolve());
       }),
   };
-  let buf: Buffer = Buffer.alloc(0);
   sock.on('close', () => (c.closed = true));
-  sock.on('data', (d: Buffer) => {
-    buf = buf.length ? Buffer.concat([buf, d]) : d;
-    while (buf.length >= 9) {
-      const len = buf.readUIntBE(0, 3);
-      if (buf.length < 9 + len) break;
-      const type = buf[3]!;
-      const flags = buf[4]!;
-      const id = buf.readUInt32BE(5) & 0x7fffffff;
-      const p = buf.subarray(9, 9 + len);
-      buf = buf.subarray(9 + len);
+  sock.on(
+    'data',
+    frameReader((type, flags, id, p) => {
       if (type === FT.GOAWAY) c.goaway = { lastStreamId: p.readUInt32BE(0) & 0x7fffffff, code: p.readUInt32BE(4) };
       else if (type === FT.RST_STREAM) c.rst.set(id, p.readUInt32BE(0));
       else if (type === FT.HEADERS && !c.headerBlocks.has(id)) c.headerBlocks.set(id, Buffer.from(p));
-      else if (type === FT.DATA) c.dataBytes.set(id, (c.dataBytes.get(id) ?? 0) + len);
+      else if (type === FT.DATA) c.dataBytes.set(id, (c.dataBytes.get(id) ?? 0) + p.length);
       else if (type === FT.SETTINGS && (flags & FL.ACK) === 0) sock.write(frame(FT.SETTINGS, FL.ACK, 0));
       if ((type === FT.DATA || type === FT.HEADERS) && (flags & FL.END_STREAM) !== 0) c.ended.add(id);
-    }
-  });
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     sock.once('connect', () => resolve());
     sock.once('error', reject);
