@@ -15,8 +15,7 @@ import type { Identity } from '../identity/identity.js';
 import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { FlowSink } from '../observe/sink.js';
 import type { Metrics } from '../observe/metrics.js';
-import { rcodeName } from '../observe/metrics.js';
-import { DROP_REASON_CODE, endpointPairJson, ipL4Json, isoTimeJson, newUuid, numJson, policyFieldsJson } from '../observe/hubble.js';
+import { DROP_REASON_CODE, endpointPairJson, goQuote, ipL4Json, isoTimeJson, newUuid, numJson, policyFieldsJson, summaryRcode } from '../observe/hubble.js';
 
 export interface DnsPeer {
   readonly ip: string;
@@ -111,8 +110,15 @@ class DnsRecord {
       s += r.rcode ? ',"observation_source":"proxy","rcode":' + numJson(r.rcode) + ',"qtypes":["' : ',"observation_source":"proxy","qtypes":["';
       s += this.qtype;
       s += r.rrtypes.length ? '"],"rrtypes":["' + r.rrtypes.join('","') + '"]}}' : '"]}}';
-      s += ',"event_type":{"type":129},"traffic_direction":"EGRESS","is_reply":true,"Summary":"DNS Answer ';
-      s += r.rcode ? 'RCode: ' + rcodeName(r.rcode) : '\\"' + r.ips.join(',') + '\\"';
+      // `reply`: the deprecated bool Hubble still sets on replies (seven/parser.go Decode).
+      s += ',"reply":true,"event_type":{"type":129},"traffic_direction":"EGRESS","is_reply":true,"Summary":"DNS Answer ';
+      // seven/dns.go dnsSummary: gopacket's rcode text, else the %q-quoted IPs and
+      // `CNAMEs: %q`, each only when present, joined by a space.
+      if (r.rcode) s += 'RCode: ' + summaryRcode(r.rcode);
+      else {
+        if (r.ips.length) s += '\\"' + r.ips.join(',') + '\\"';
+        if (r.cnames.length) s += (r.ips.length ? ' CNAMEs: ' : 'CNAMEs: ') + JSON.stringify(goQuote(r.cnames.join(','))).slice(1, -1);
+      }
       s += ' TTL: ' + r.ttl + ' (Proxy ' + qInner + ' ' + this.qtype + ')"';
     }
     if (v) s += policyFieldsJson(v, this.snapshot.version);

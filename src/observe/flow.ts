@@ -70,6 +70,9 @@ export interface FlowRecorderOptions {
   readonly redactHeaders?: Iterable<string>;
 }
 
+/** `,"policy_match_type":n` by match type (0: none, omitted as protojson omits a zero). */
+const MATCH_TYPE_JSON: readonly string[] = ['', ',"policy_match_type":1', ',"policy_match_type":2', ',"policy_match_type":3', ',"policy_match_type":4'];
+
 const enum Kind {
   Request,
   Response,
@@ -134,7 +137,8 @@ class HttpRecord {
       numJson(from.port) +
       ',"destination_port":' +
       numJson(to.port) +
-      (conn ? ',"flags":{"SYN":true}}}' : '}}') +
+      // Hubble's UDP message has no flags (flow.proto UDP).
+      (conn && this.transport === 'TCP' ? ',"flags":{"SYN":true}}}' : '}}') +
       endpointPairJson(from.identity, to.identity, this.snapshot);
     if (this.names !== undefined && this.names.length > 0) s += (reply ? ',"source_names":' : ',"destination_names":') + JSON.stringify(this.names);
     s += (this.type === 'L7' ? ',"Type":"L7","node_name":' : ',"Type":"L3_L4","node_name":') + this.node;
@@ -154,22 +158,30 @@ class HttpRecord {
           s += this.grpcStatus !== undefined && reply ? ',"status":' + numJson(this.grpcStatus) + '}' : '}';
         }
       }
-      s += '}}';
+      // The deprecated `reply` bool Hubble still sets (parser.go Decode: Reply = is_reply), omitted when false.
+      s += reply ? '}},"reply":true' : '}}';
       // JSON of `${protocol} ${method} ${url}` is the pieces' JSON without their quotes.
       summary = reply
         ? '"' + h.protocol + ' ' + numJson(this.code) + ' ' + this.latencyNs / 1_000_000n + 'ms (' + method.slice(1, -1) + ' ' + url.slice(1, -1) + ')"'
         : '"' + h.protocol + ' ' + method.slice(1, -1) + ' ' + url.slice(1, -1) + '"';
     } else {
-      summary = this.transport === 'TCP' ? '"TCP Flags: SYN"' : '"UDP Flags: SYN"';
+      // threefour/parser.go decodeLayers: the last layer's summary, "TCP Flags: SYN" or gopacket's layer name "UDP".
+      summary = this.transport === 'TCP' ? '"TCP Flags: SYN"' : '"UDP"';
     }
     // An L3/L4 denial answered with a reset (or a bare connection decision) is a
     // datapath-style drop / policy-verdict event; everything with an HTTP exchange
     // is an L7 access-log event (129).
-    if (reason && (this.reset || conn)) s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
+    const drop = reason !== undefined && (this.reset || conn);
+    if (drop) s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
     else s += conn ? `,"event_type":{"type":${EVENT.policyVerdict}}` : `,"event_type":{"type":${EVENT.l7}}`;
     s += this.direction === 'INGRESS' ? ',"traffic_direction":"INGRESS"' : ',"traffic_direction":"EGRESS"';
+    // A policy-verdict event says which map entry allowed it (threefour/parser.go decodePolicyMatchType).
+    if (conn && !drop && v !== undefined) s += MATCH_TYPE_JSON[(this.direction === 'INGRESS' ? v.ingress : v.egress)?.matchType ?? 0]!;
     if (reason) s += `,"drop_reason_desc":"${reason}"`;
-    s += (reply ? ',"is_reply":true,"Summary":' : ',"is_reply":false,"Summary":') + summary;
+    // Hubble does not know whether a dropped packet was a reply: a drop event has no
+    // is_reply (threefour/parser.go decodeIsReply, parser_test.go TestDecodeIsReply).
+    s += drop ? ',"Summary":' : reply ? ',"is_reply":true,"Summary":' : ',"is_reply":false,"Summary":';
+    s += summary;
     if (v && !reply) s += policyFieldsJson(v, this.snapshot.version);
     return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }

@@ -367,3 +367,56 @@ export function grpcNames(url: string): { service: string; method: string } | un
   if (parts.length !== 3 || !parts[1] || !parts[2]) return undefined;
   return { service: parts[1], method: parts[2] };
 }
+
+/**
+ * gopacket's DNSResponseCode.String() (layers/dns.go), which Hubble's DNS Summary
+ * prints (seven/dns.go dnsSummary): "Server Failure " keeps gopacket's trailing
+ * space, codes it does not name are "Unknown".
+ */
+const GOPACKET_RCODES: ReadonlyMap<number, string> = new Map([
+  [0, 'No Error'],
+  [1, 'Format Error'],
+  [2, 'Server Failure '],
+  [3, 'Non-Existent Domain'],
+  [4, 'Not Implemented'],
+  [5, 'Query Refused'],
+  [6, 'Name Exists when it should not'],
+  [7, 'RR Set Exists when it should not'],
+  [8, 'RR Set that should exist does not'],
+  [9, 'Server Not Authoritative for zone'],
+  [10, 'Name not contained in zone'],
+  [16, 'Bad OPT Version'],
+  [17, 'Key not recognized'],
+  [18, 'Signature out of time window'],
+  [19, 'Bad TKEY Mode'],
+  [20, 'Duplicate key name'],
+  [21, 'Algorithm not supported'],
+  [22, 'Bad Truncation'],
+  [23, 'Bad Cookie'],
+]);
+
+/** The rcode text of a DNS Summary (the rcode as a uint8, as Hubble converts it). */
+export function summaryRcode(rcode: number): string {
+  return GOPACKET_RCODES.get(rcode & 0xff) ?? 'Unknown';
+}
+
+/**
+ * Go's strconv.Quote (fmt %q) of a string, for the DNS Summary's CNAME list:
+ * quotes and backslashes escaped, control characters as \a \b \f \n \r \t \v or \xNN.
+ * Non-ASCII text is kept (Go keeps printable runes).
+ */
+export function goQuote(text: string): string {
+  let out = '"';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) out += '\\"';
+    else if (c === 0x5c) out += '\\\\';
+    else if (c >= 0x20 && c !== 0x7f) out += text[i];
+    else {
+      const named = GO_ESCAPES[c];
+      out += named !== undefined ? named : '\\x' + (c < 16 ? '0' : '') + c.toString(16);
+    }
+  }
+  return out + '"';
+}
+const GO_ESCAPES: Readonly<Record<number, string>> = { 7: '\\a', 8: '\\b', 9: '\\t', 10: '\\n', 11: '\\v', 12: '\\f', 13: '\\r' };

@@ -15,7 +15,7 @@ import { DnsFlowRecorder, type DnsPeer, type DnsResponseFlow } from '../../src/d
 import { FlowSink } from '../../src/observe/sink.js';
 import type { PolicySnapshot, Verdict } from '../../src/policy/types.js';
 import { endpointOf, policyFields } from '../../src/observe/hubble.js';
-import { rcodeName } from '../../src/observe/metrics.js';
+import { goQuote, summaryRcode } from '../../src/observe/hubble.js';
 import { KUBE_DNS, dnsPolicy, podYaml } from '../helpers/dns-harness.js';
 import type { TestT } from '../helpers/tap.js';
 
@@ -73,14 +73,15 @@ function reference(
   flow.Type = 'L7';
   flow.node_name = 'node-1';
   flow.l7 = reply ? { type: 'RESPONSE', latency_ns: got.flow.l7.latency_ns, dns } : { type: 'REQUEST', dns };
+  if (reply) flow.reply = true;
   flow.event_type = { type: 129 };
   flow.traffic_direction = 'EGRESS';
   if (reason) flow.drop_reason_desc = reason;
   flow.is_reply = reply;
   flow.Summary = r
     ? r.rcode
-      ? `DNS Answer RCode: ${rcodeName(r.rcode)} TTL: ${r.ttl} (Proxy ${query} ${qtype})`
-      : `DNS Answer "${r.ips.join(',')}" TTL: ${r.ttl} (Proxy ${query} ${qtype})`
+      ? `DNS Answer RCode: ${summaryRcode(r.rcode)} TTL: ${r.ttl} (Proxy ${query} ${qtype})`
+      : `DNS Answer ${[...(r.ips.length ? [`"${r.ips.join(',')}"`] : []), ...(r.cnames.length ? [`CNAMEs: ${goQuote(r.cnames.join(','))}`] : [])].join(' ')} TTL: ${r.ttl} (Proxy ${query} ${qtype})`
     : `DNS Query ${query} ${qtype}`;
   if (v) policyFields(v, snap.version, flow);
   return JSON.stringify({ flow, node_name: 'node-1', time: got.time });

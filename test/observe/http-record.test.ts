@@ -58,7 +58,7 @@ function reference(line: string, f: Fields): string {
   if (reason) s += `,"drop_reason":${DROP_REASON_CODE[reason]}`;
   s +=
     `,"IP":{"source":${JSON.stringify(from.ip)},"destination":${JSON.stringify(to.ip)},"ipVersion":"${ipVersion(from.ip)}"}` +
-    `,"l4":{"${f.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}${f.kind === 2 ? ',"flags":{"SYN":true}' : ''}}}` +
+    `,"l4":{"${f.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}${f.kind === 2 && f.transport === 'TCP' ? ',"flags":{"SYN":true}' : ''}}}` +
     `,"source":${endpointJson(from.identity, f.snapshot)},"destination":${endpointJson(to.identity, f.snapshot)}`;
   if (f.names !== undefined && f.names.length > 0) s += `,"${reply ? 'source_names' : 'destination_names'}":${JSON.stringify(f.names)}`;
   s += `,"Type":"${f.type}","node_name":${f.node}`;
@@ -75,17 +75,20 @@ function reference(line: string, f: Fields): string {
         http += f.grpcStatus !== undefined && reply ? `,"status":${numJson(f.grpcStatus)}}` : '}';
       }
     }
-    s += reply ? `,"l7":{"type":"RESPONSE","latency_ns":"${f.latencyNs}","http":${http}}}` : `,"l7":{"type":"REQUEST","http":${http}}}`;
+    s += reply ? `,"l7":{"type":"RESPONSE","latency_ns":"${f.latencyNs}","http":${http}}},"reply":true` : `,"l7":{"type":"REQUEST","http":${http}}}`;
     summary = reply ? `${h.protocol} ${f.code} ${f.latencyNs / 1_000_000n}ms (${h.method} ${h.url})` : `${h.protocol} ${h.method} ${h.url}`;
   } else {
-    summary = `${f.transport} Flags: SYN`;
+    summary = f.transport === 'TCP' ? 'TCP Flags: SYN' : 'UDP';
   }
-  if (reason && (f.reset || f.kind === 2)) s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
+  const drop = reason !== undefined && (f.reset || f.kind === 2);
+  if (drop) s += `,"event_type":{"type":${EVENT.drop},"sub_type":${DROP_REASON_CODE[reason]}}`;
   else if (f.kind === 2) s += `,"event_type":{"type":${EVENT.policyVerdict}}`;
   else s += `,"event_type":{"type":${EVENT.l7}}`;
   s += `,"traffic_direction":"${f.direction}"`;
+  const mt = f.kind === 2 && !drop && v ? (f.direction === 'INGRESS' ? v.ingress : v.egress)?.matchType : undefined;
+  if (mt) s += `,"policy_match_type":${mt}`;
   if (reason) s += `,"drop_reason_desc":"${reason}"`;
-  s += `,"is_reply":${reply},"Summary":${JSON.stringify(summary)}`;
+  s += `${drop ? '' : `,"is_reply":${reply}`},"Summary":${JSON.stringify(summary)}`;
   if (v && !reply) s += policyFieldsJson(v, f.snapshot.version);
   return `${s}},"node_name":${f.node},"time":${time}}`;
 }
@@ -125,5 +128,7 @@ t.test('toLine equals the field-by-field builder', async (t) => {
     check(`${c.name}: response`);
     fr.connection(snap, c.src, c.dst, v, c.info.direction ?? 'INGRESS', 'TCP', c.info.names);
     check(`${c.name}: connection`);
+    fr.connection(snap, c.src, c.dst, v, c.info.direction ?? 'INGRESS', 'UDP', c.info.names);
+    check(`${c.name}: UDP connection`);
   }
 });
