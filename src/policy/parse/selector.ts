@@ -4,7 +4,7 @@
  * of `ParseToCiliumRule` (pkg/k8s/apis/cilium.io/utils/utils.go,
  * CILIUM-SEMANTICS.md §1.3).
  */
-import { Fields, indexPath } from '../../config/reader.js';
+import { Fields, indexPath, joinPath } from '../../config/reader.js';
 import type { YNode } from '../../config/yaml-tree.js';
 import type { LabelSelector, SelectorOperator, SelectorRequirement } from '../api.js';
 
@@ -13,6 +13,10 @@ export const K8S_POD_NAMESPACE = `k8s:${POD_NAMESPACE_KEY}`;
 export const ANY_POD_NAMESPACE = `any:${POD_NAMESPACE_KEY}`;
 export const NAMESPACE_LABELS_PREFIX = 'io.cilium.k8s.namespace.labels.';
 const OPERATORS: readonly SelectorOperator[] = ['In', 'NotIn', 'Exists', 'DoesNotExist'];
+// The CRD's MatchLabelsValue (and Kubernetes' IsValidLabelValue): what the API server
+// admits as a matchLabels value; keys are not constrained by Cilium's schema.
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const LABEL_VALUE_MAX = 63;
 
 /**
  * `labels.GetExtendedKeyFrom`: `$host` → `reserved:host`, `reserved.x` →
@@ -59,7 +63,12 @@ export function readSelector(f: Fields): RawSelector | undefined {
   if (labels) {
     for (const [key, value] of Object.entries(labels)) {
       if (key === '') f.rep.error(f.at('matchLabels'), f.sub('matchLabels'), 'label keys must not be empty');
-      else ml.push({ key, value });
+      else if (value.length > LABEL_VALUE_MAX || !LABEL_VALUE.test(value)) {
+        const at = f.map('matchLabels')?.node_(key) ?? f.at('matchLabels');
+        f.rep.error(at, joinPath(f.sub('matchLabels'), key), value.length > LABEL_VALUE_MAX
+          ? `label value must be at most ${LABEL_VALUE_MAX} characters`
+          : `${JSON.stringify(value)} is not a valid label value (alphanumerics, '-', '_' or '.', beginning and ending with an alphanumeric)`);
+      } else ml.push({ key, value });
     }
   }
   const me: SelectorRequirement[] = [];
