@@ -9,11 +9,16 @@ import { formatPrefix, hostBitsSet, maskPrefix, parseIP, parsePrefix, prefixCont
 import { readFQDNSelector, readPortRule, type PortContext } from './ports.js';
 import { peerSelector, readSelectorList, sanitizeSelector, selector } from './selector.js';
 
-/** api.EntitySelectorMapping keys (CILIUM-SEMANTICS.md §1.4). */
+/**
+ * The CRD's Entity enum (pkg/policy/api/entity.go kubebuilder marker). world-ipv4,
+ * world-ipv6 (and cluster-mesh) are keys of api.EntitySelectorMapping but not of the
+ * enum, so the API server refuses a policy naming them; so does the loader.
+ */
 export const ENTITIES: readonly string[] = [
-  'all', 'world', 'world-ipv4', 'world-ipv6', 'host', 'remote-node', 'kube-apiserver', 'ingress',
-  'health', 'init', 'unmanaged', 'cluster', 'cluster-mesh', 'none',
+  'all', 'world', 'cluster', 'host', 'init', 'ingress', 'unmanaged', 'remote-node', 'health', 'none',
+  'kube-apiserver',
 ];
+const NOT_IN_CRD_ENUM: readonly string[] = ['world-ipv4', 'world-ipv6', 'cluster-mesh'];
 
 export interface SectionContext {
   readonly namespace: string; // "" for cluster-wide
@@ -79,9 +84,11 @@ function readPlainCIDR(f: Fields, key: string): CIDRRule[] | undefined {
       f.rep.error(at, path, 'IP must be specified');
       return;
     }
+    // The CRD's CIDR type is `format: cidr` (net.ParseCIDR), so the API server refuses
+    // an address without a prefix length (cilium/cilium#47150).
     const ip = parseIP(text);
     if (ip) {
-      out.push({ cidr: formatPrefix({ addr: ip, bits: ip.family === 4 ? 32 : 128 }), except: [] });
+      f.rep.error(at, path, `${JSON.stringify(text)} has no prefix length; write ${text}/${ip.family === 4 ? 32 : 128}`);
       return;
     }
     const p = parsePrefix(text);
@@ -142,7 +149,10 @@ function readEntities(f: Fields, key: string): string[] | undefined {
   const seq = f.seq(key)!;
   const out: string[] = [];
   list.forEach((e, i) => {
-    if (!ENTITIES.includes(e)) f.rep.error(seq.items[i] ?? f.at(key), indexPath(f.sub(key), i), `unsupported entity: ${e}`);
+    if (NOT_IN_CRD_ENUM.includes(e)) {
+      f.rep.error(seq.items[i] ?? f.at(key), indexPath(f.sub(key), i),
+        `unsupported entity: ${e} (not in the CiliumNetworkPolicy CRD's entity enum, so the API server refuses it; use world, or a CIDR such as 0.0.0.0/0 or ::/0)`);
+    } else if (!ENTITIES.includes(e)) f.rep.error(seq.items[i] ?? f.at(key), indexPath(f.sub(key), i), `unsupported entity: ${e}`);
     else out.push(e);
   });
   return out;
@@ -160,6 +170,16 @@ function readFQDNs(f: Fields, key: string): FQDNSelector[] | undefined {
 }
 
 const MAX_ICMP_FIELDS = 40;
+// The CRD's ICMPField.type pattern, which the API server applies to string values.
+// "ExtendedEcho Reply" (with the space) is what the generated YAML folds to.
+const ICMP_TYPE = new RegExp('^([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5]|EchoReply|DestinationUnreachable|Redirect|Echo'
+  + '|RouterAdvertisement|RouterSelection|TimeExceeded|ParameterProblem|Timestamp|TimestampReply|Photuris'
+  + '|ExtendedEchoRequest|ExtendedEcho Reply|PacketTooBig|EchoRequest|MulticastListenerQuery'
+  + '|MulticastListenerReport|MulticastListenerDone|RouterSolicitation|NeighborSolicitation'
+  + '|NeighborAdvertisement|RedirectMessage|RouterRenumbering|ICMPNodeInformationQuery|ICMPNodeInformationResponse'
+  + '|InverseNeighborDiscoverySolicitation|InverseNeighborDiscoveryAdvertisement|HomeAgentAddressDiscoveryRequest'
+  + '|HomeAgentAddressDiscoveryReply|MobilePrefixSolicitation|MobilePrefixAdvertisement'
+  + '|DuplicateAddressRequestCodeSuffix|DuplicateAddressConfirmationCodeSuffix)$');
 
 function readICMPs(f: Fields): number {
   const items = f.maps('icmps');
@@ -176,8 +196,8 @@ function readICMPs(f: Fields): number {
       fld.oneOf('family', ['IPv4', 'IPv6']);
       const t = fld.node_('type');
       if (t === undefined) fld.rep.error(fld.loc, fld.sub('type'), 'is required');
-      else if (t.kind !== 'scalar' || (typeof t.value !== 'string' && !(typeof t.value === 'number' && Number.isInteger(t.value) && t.value >= 0 && t.value <= 255))) {
-        fld.rep.error(t, fld.sub('type'), 'must be an ICMP type number 0-255 or a type name');
+      else if (t.kind !== 'scalar' || (typeof t.value === 'string' ? !ICMP_TYPE.test(t.value) : !(typeof t.value === 'number' && Number.isInteger(t.value) && t.value >= 0 && t.value <= 255))) {
+        fld.rep.error(t, fld.sub('type'), `${t.kind === 'scalar' ? `${JSON.stringify(t.value)} is not` : 'must be'} an ICMP type number 0-255 or a type name (EchoRequest, DestinationUnreachable, …)`);
       }
     }
   }
@@ -254,7 +274,7 @@ export function readPeerRule(ctx: SectionContext, section: RuleSection, f: Field
     const af = f.map('authentication');
     if (af) {
       af.checkKnown(['mode']);
-      authMode = af.oneOf('mode', ['disabled', 'required', 'test-always-fail']);
+      if (af.required('mode') !== undefined) authMode = af.oneOf('mode', ['disabled', 'required', 'test-always-fail']);
     }
   }
 
