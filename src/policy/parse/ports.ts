@@ -6,7 +6,7 @@
  * CRD schema would reject them before Cilium's code runs.
  */
 import { Fields, indexPath, type Reporter } from '../../config/reader.js';
-import { plainInteger, type Loc } from '../../config/yaml-tree.js';
+import type { Loc } from '../../config/yaml-tree.js';
 import type {
   DNSRule,
   HeaderMatch,
@@ -75,21 +75,29 @@ function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): P
   if (portNode === undefined) {
     ctx.rep.error(f.loc, f.sub('port'), 'Port must be specified');
   } else {
-    const v = parsePortValue(portNode.kind === 'scalar' ? portNode.value : undefined);
-    if (typeof v === 'string') ctx.rep.error(portNode, f.sub('port'), portNode.kind === 'scalar' ? v : 'must be a string');
-    else if (portNode.kind === 'scalar' && !plainInteger(portNode)) {
-      ctx.rep.error(portNode, f.sub('port'), `write ${portNode.text} as a quoted decimal port (YAML 1.1 readers such as kubectl read it differently)`);
-    } else port = v;
+    // The CRD types port as a string: the API server refuses `port: 80` ("must be of
+    // type string"), so an unquoted number is refused here too, with the fix.
+    if (portNode.kind === 'scalar' && typeof portNode.value === 'number') {
+      ctx.rep.error(portNode, f.sub('port'), `must be a string, not a number (quote it: "${portNode.text}")`);
+    } else {
+      const v = parsePortValue(portNode.kind === 'scalar' ? portNode.value : undefined);
+      if (typeof v === 'string') ctx.rep.error(portNode, f.sub('port'), portNode.kind === 'scalar' ? v : 'must be a string');
+      else port = v;
+    }
   }
   const endPort = f.int('endPort', { min: 0, max: 65535 });
   let protocol: PortProtocolName = 'ANY';
   const protoText = f.str('protocol');
   let protoOk = true;
-  if (protoText !== undefined && protoText !== '') {
-    const up = protoText.toUpperCase();
-    if (up === 'TCP' || up === 'UDP' || up === 'SCTP' || up === 'ANY') protocol = up;
-    else {
-      f.error('protocol', `invalid protocol ${JSON.stringify(up)}, must be { tcp | udp | sctp | any }`);
+  // The CRD's protocol enum is exact (no lower case, no ""), unlike Cilium's Go
+  // ParseL4Proto, which upper-cases: the API server refuses `tcp` before Go sees it.
+  if (protoText !== undefined) {
+    if (protoText === 'TCP' || protoText === 'UDP' || protoText === 'SCTP' || protoText === 'ANY') protocol = protoText;
+    else if (protoText === 'VRRP' || protoText === 'IGMP') {
+      f.error('protocol', `protocol ${protoText} is not supported by l7warden (only TCP, UDP, SCTP and ANY traffic is proxied)`);
+      protoOk = false;
+    } else {
+      f.error('protocol', `must be one of "TCP", "UDP", "SCTP", "ANY" (or "VRRP", "IGMP", which l7warden does not support), not ${JSON.stringify(protoText)}`);
       protoOk = false;
     }
   }
@@ -157,7 +165,8 @@ function readPattern(f: Fields, key: string): string | undefined {
   return s;
 }
 
-const MISMATCH: readonly MismatchAction[] = ['', 'LOG', 'ADD', 'DELETE', 'REPLACE'];
+// The CRD's enum has no "": the default (fail) is written by leaving mismatch out.
+const MISMATCH: readonly MismatchAction[] = ['LOG', 'ADD', 'DELETE', 'REPLACE'];
 
 function readHTTPRule(ctx: PortContext, f: Fields): HTTPRule | undefined {
   const before = ctx.rep.errorCount;
@@ -195,13 +204,20 @@ function readHTTPRule(ctx: PortContext, f: Fields): HTTPRule | undefined {
   };
 }
 
+// The CRD's matchName / matchPattern / serverNames patterns: labels separated by
+// single dots, an optional trailing dot, no leading dot.
+const FQDN_NAME = /^([-a-zA-Z0-9_]+[.]?)+$/;
+const FQDN_PATTERN = /^([-a-zA-Z0-9_*]+[.]?)+$/;
+const MAX_NAME = 255;
+
 /** An FQDNSelector (toFQDNs item or DNS rule), validated. */
 export function readFQDNSelector(f: Fields): DNSRule | undefined {
   f.checkKnown(['matchName', 'matchPattern']);
   const name = f.str('matchName');
   const pattern = f.str('matchPattern');
-  const hasName = name !== undefined && name !== '';
-  const hasPattern = pattern !== undefined && pattern !== '';
+  // The CRD's oneOf counts a field as given when its key is present, even as "".
+  const hasName = name !== undefined;
+  const hasPattern = pattern !== undefined;
   if (hasName && hasPattern) {
     f.rep.error(f.loc, f.path, 'only one of MatchName or MatchPattern is allowed in an FQDNSelector');
     return undefined;
@@ -211,14 +227,14 @@ export function readFQDNSelector(f: Fields): DNSRule | undefined {
     return undefined;
   }
   if (hasName) {
-    const err = matchNameError(name);
+    const err = matchNameError(name) ?? (FQDN_NAME.test(name) ? undefined : `${JSON.stringify(name)} is not a DNS name (empty label)`);
     if (err) {
       f.error('matchName', err);
       return undefined;
     }
     return { matchName: name };
   }
-  const err = matchPatternError(pattern!);
+  const err = matchPatternError(pattern!) ?? (FQDN_PATTERN.test(pattern!) ? undefined : `${JSON.stringify(pattern)} is not a DNS name pattern (empty label)`);
   if (err) {
     f.error('matchPattern', err);
     return undefined;
@@ -237,22 +253,24 @@ interface ReadL7 {
 
 function readL7Rules(ctx: PortContext, f: Fields): ReadL7 {
   const before = ctx.rep.errorCount;
-  f.checkKnown(['http', 'HTTP', 'dns'], {
+  f.checkKnown(['http', 'dns'], {
+    // Go's JSON decoding would take `HTTP:`, but the CRD schema does not: the API
+    // server drops or refuses the unknown field, and the oneOf then fails.
+    HTTP: 'unknown field (the field is "http", in lower case)',
     kafka: 'Kafka rules are not supported by l7warden (removed from Cilium in 1.20)',
     l7proto: 'l7proto rules are not supported by l7warden (removed from Cilium in 1.20)',
     l7: 'l7 rules are not supported by l7warden (removed from Cilium in 1.20)',
   });
-  if (f.has('http') && f.has('HTTP')) f.error('HTTP', 'both "http" and "HTTP" are given; use "http"');
-  // Cilium's Go JSON decoding matches field names case-insensitively, so its
-  // examples' capitalised `HTTP:` key works; accept it as the same field.
-  const httpKey = f.has('http') ? 'http' : 'HTTP';
-  const httpItems = f.maps(httpKey);
+  const httpItems = f.maps('http');
   const dnsItems = f.maps('dns');
   let nTypes = 0;
   if (httpItems) nTypes++;
   if (dnsItems) nTypes++;
   if (nTypes > 1) {
     ctx.rep.error(f.loc, f.path, 'multiple L7 protocol rule types specified in single rule');
+  } else if (nTypes === 0 && !f.keys().some((k) => k !== 'http' && k !== 'dns')) {
+    // The CRD's oneOf [http, dns]: `rules: {}` is refused by the API server.
+    ctx.rep.error(f.loc, f.path, 'must have one of http or dns (leave rules out for no L7 rules)');
   }
   const http: HTTPRule[] = [];
   for (const { f: h } of httpItems ?? []) {
@@ -314,6 +332,9 @@ export function readPortRule(ctx: PortContext, f: Fields): PortRule | undefined 
     const of = f.map('originatingTLS');
     if (of) originatingTLS = readTLS(ctx, of);
     serverNames = f.strList('serverNames') ?? [];
+    const snSeq = f.seq('serverNames');
+    // CRD: minItems 1 and x-kubernetes-list-type set (no duplicates).
+    if (snSeq && snSeq.items.length === 0) f.error('serverNames', 'must have at least 1 item (leave serverNames out to allow any)');
     if (serverNames.length > 0 && l7?.nonEmpty && !f.has('terminatingTLS')) {
       f.error('serverNames', 'ServerNames are not allowed with L7 rules without TLS termination');
     }
@@ -322,8 +343,11 @@ export function readPortRule(ctx: PortContext, f: Fields): PortRule | undefined 
       const at = snItems[i] ?? f.at('serverNames');
       const p = indexPath(f.sub('serverNames'), i);
       if (sn === '') ctx.rep.error(at, p, 'Empty server name is not allowed');
+      else if (sn.length > MAX_NAME) ctx.rep.error(at, p, `must be at most ${MAX_NAME} characters`);
       else if (!/^[-a-zA-Z0-9_.*]+$/.test(sn)) ctx.rep.error(at, p, `${JSON.stringify(sn)} may only contain [-a-zA-Z0-9_.*]`);
+      else if (!FQDN_PATTERN.test(sn)) ctx.rep.error(at, p, `${JSON.stringify(sn)} is not a server name pattern (empty label)`);
       else if (sn.endsWith('.')) ctx.rep.error(at, p, `${JSON.stringify(sn)} must not end with "."`);
+      else if (serverNames.indexOf(sn) < i) ctx.rep.error(at, p, `Duplicate value: ${JSON.stringify(sn)}`);
     });
   }
 

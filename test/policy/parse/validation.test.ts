@@ -87,9 +87,9 @@ const cases: Case[] = [
   endpointSelector: {}
   egress:
   - toPorts:
-    - ports: [{port: "80", protocol: udp}]
+    - ports: [{port: "80", protocol: UDP}]
       rules: {http: [{}]}`),
-    want: [['udp', 0, 'spec.egress[0].toPorts[0].ports[0].protocol', 'L7 rules can only apply to TCP (not UDP) except for DNS rules']],
+    want: [['UDP', 0, 'spec.egress[0].toPorts[0].ports[0].protocol', 'L7 rules can only apply to TCP (not UDP) except for DNS rules']],
   },
   {
     name: 'L7 on port 0',
@@ -220,9 +220,9 @@ const cases: Case[] = [
   - toPorts:
     - ports: [{port: "80", protocol: TCP}]
       rules:
-        HTTP:
+        http:
         - host: '(a)\\1'`),
-    want: [["'(a)", 0, 'spec.ingress[0].toPorts[0].rules.HTTP[0].host', 'invalid RE2 pattern "(a)\\\\1": invalid escape sequence: \\1']],
+    want: [["'(a)", 0, 'spec.ingress[0].toPorts[0].rules.http[0].host', 'invalid RE2 pattern "(a)\\\\1": invalid escape sequence: \\1']],
   },
   {
     name: 'serverNames with L7 but no terminatingTLS',
@@ -271,7 +271,7 @@ const cases: Case[] = [
     want: [
       ['"80.5"', 0, 'spec.ingress[0].toPorts[0].ports[0].port', '"80.5" is not a port (a number 0-65535 or an IANA service name)'],
       ['"99999"', 0, 'spec.ingress[0].toPorts[0].ports[1].port', '"99999" is not a port (a number 0-65535 or an IANA service name)'],
-      ['ICMP', 0, 'spec.ingress[0].toPorts[0].ports[2].protocol', 'invalid protocol "ICMP", must be { tcp | udp | sctp | any }'],
+      ['ICMP', 0, 'spec.ingress[0].toPorts[0].ports[2].protocol', 'must be one of "TCP", "UDP", "SCTP", "ANY" (or "VRRP", "IGMP", which l7warden does not support), not "ICMP"'],
       ['80}', 0, 'spec.ingress[0].toPorts[0].ports[3].endPort', 'endPort 80 must not be less than port 90'],
       ['"080"', 0, 'spec.ingress[0].toPorts[0].ports[4].port', '"080" has a leading zero (Cilium would read it as an octal number)'],
       ['"x-"', 0, 'spec.ingress[0].toPorts[0].ports[6].port', '"x-" is not a port (a number 0-65535 or an IANA service name)'],
@@ -350,7 +350,7 @@ const cases: Case[] = [
           - {name: X-Ok, secret: {namespace: ns}}`),
     want: [
       ['{value: x}', 0, 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[0].name', 'is required'],
-      ['DROP', 0, 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[1].mismatch', 'must be one of "", "LOG", "ADD", "DELETE", "REPLACE", not "DROP"'],
+      ['DROP', 0, 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[1].mismatch', 'must be one of "LOG", "ADD", "DELETE", "REPLACE", not "DROP"'],
       ['{namespace: ns}', 0, 'spec.ingress[0].toPorts[0].rules.http[0].headerMatches[2].secret.name', 'is required'],
     ],
   },
@@ -457,7 +457,7 @@ t.test('valid variants of the same fields load without errors', async (t) => {
     - ports: [{port: "53", protocol: ANY}, {port: dns, protocol: UDP}]
       rules:
         dns: [{matchPattern: "*"}]
-  - toCIDR: [10.1.2.3, "2001:db8::1"]
+  - toCIDR: [10.1.2.3/32, "2001:db8::1/128"]
   - toCIDRSet: [{cidr: 10.0.0.0/8, except: [10.96.0.0/12]}]
   - toPorts:
     - ports: [{port: "8000", endPort: 8080, protocol: TCP}]
