@@ -116,8 +116,10 @@ export function readRule(ctx: RuleContext, f: Fields, specIndex: number | undefi
   if (log) {
     log.checkKnown(['value']);
     const v = log.str('value');
-    if (v !== undefined && (v.length > 32 || !/^[\x20-\x7e]*$/.test(v))) {
-      log.error('value', 'must be at most 32 printable ASCII characters');
+    // CRD: maxLength 32 (characters, not UTF-16 units) and pattern ^\PC*$ (no control,
+    // format or unassigned characters); printable non-ASCII text is admitted.
+    if (v !== undefined && ([...v].length > 32 || !/^\P{C}*$/u.test(v))) {
+      log.error('value', 'must be at most 32 printable characters');
     }
   }
 
