@@ -123,13 +123,6 @@ const FLOW_TYPES = ['L7', 'Drop', 'PolicyVerdict'];
 const FLOW_SUBTYPES = ['HTTP', 'DNS', ''];
 const FLOW_VERDICTS = ['FORWARDED', 'DROPPED'];
 const FLOW_PROTOCOLS = ['HTTP', 'DNS', 'TCP', 'UDP'];
-const RCODES = ['No Error', 'Format Error', 'Server Failure', 'Non-Existent Domain', 'Not Implemented', 'Query Refused'];
-
-/** The rcode text of a DNS record's Summary (the metric label uses HUBBLE_RCODES). */
-export function rcodeName(rcode: number): string {
-  return RCODES[rcode] ?? String(rcode);
-}
-
 /**
  * The `rcode` label of hubble_dns_responses_total: Hubble's own table
  * (pkg/hubble/metrics/dns/rcode.go); an rcode missing from it is "" there (a Go
