@@ -83,7 +83,14 @@ export class DnsHarness {
 
   static async start(opts: HarnessOptions): Promise<DnsHarness> {
     const h = new DnsHarness();
-    await h.#start(opts);
+    try {
+      await h.#start(opts);
+    } catch (err) {
+      // A configuration the loader refuses: what was started so far must not outlive it.
+      await h.upstream?.close();
+      if (h.#dir) await rm(h.#dir, { recursive: true, force: true });
+      throw err;
+    }
     return h;
   }
 
