@@ -80,7 +80,7 @@ function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): P
     if (portNode.kind === 'scalar' && typeof portNode.value === 'number') {
       // YAML 1.1 spellings (010, 0x50, 1e2, +80, 80.0) are numbers too, but differently
       // so to kubectl: suggest the quoted decimal only where the text already is one.
-      const plain = /^(0|[1-9][0-9]*)$/.test(portNode.text);
+      const plain = /^(0|[1-9][0-9]*)$/.test(portNode.text ?? '');
       ctx.rep.error(portNode, f.sub('port'), `must be a string, not a number (${plain ? `quote it: "${portNode.text}"` : 'write it as a quoted decimal port, e.g. "80"'})`);
     } else {
       const v = parsePortValue(portNode.kind === 'scalar' ? portNode.value : undefined);
