@@ -164,8 +164,11 @@ export function readNetworkPolicyRule(top: Fields, name: string, namespace: stri
   const egress = readDirection(rep, spec, 'egress', namespace);
   if (rep.errorCount !== before || !rawPod) return undefined;
 
-  // policyTypes defaults to Ingress, plus Egress when egress rules are written.
-  const effective = types && types.length > 0 ? types : ['Ingress', ...(spec.has('egress') ? ['Egress'] : [])];
+  // policyTypes defaults to Ingress, plus Egress when at least one egress rule is written:
+  // `egress: []` is no egress policy, as in the API server's defaulting
+  // (len(spec.egress) != 0) and in ParseNetworkPolicy (egress default deny only when
+  // some rule was translated or policyTypes names Egress).
+  const effective = types && types.length > 0 ? types : ['Ingress', ...(egress && egress.length > 0 ? ['Egress'] : [])];
   const denyAll = (): PeerRule => ({ endpoints: [], toPorts: [], pos: rep.pos(spec.loc) });
   const direction = (dir: Dir, list: PeerRule[] | undefined, typeName: string): PeerRule[] => {
     if (!effective.includes(typeName)) {
