@@ -471,3 +471,46 @@ t.test('policyTypes excluding a direction that has rules: Kubernetes semantics, 
   t.ok(s);
   flows(t, s, [['B', 'A'], ['C', 'A'], ['A', 'B']], []);
 });
+
+// ---- io.kubernetes.pod.namespace written in a podSelector ----
+// ParseNetworkPolicy and parseNetworkPolicyPeer (without namespaceSelector) set
+// MatchLabels[io.kubernetes.pod.namespace] = the policy namespace: a matchLabels entry
+// on that key is overwritten, a matchExpressions entry on it stays and is ANDed.
+
+t.test('ParseNetworkPolicy: a peer podSelector matchLabels namespace is overwritten by the policy namespace', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      ABC +
+      np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {io.kubernetes.pod.namespace: other, id: c}}}]\n'),
+  });
+  flows(t, s, [['C', 'A']], [['Other', 'A'], ['B', 'A']]);
+});
+
+t.test('ParseNetworkPolicy: a peer podSelector namespace expression is kept', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      ABC +
+      np(
+        'p',
+        'default',
+        '  podSelector: {matchLabels: {id: a}}\n  ingress:\n  - from: [{podSelector: {matchExpressions: [{key: io.kubernetes.pod.namespace, operator: NotIn, values: [default]}]}}]\n',
+      ),
+  });
+  flows(t, s, [], [['C', 'A'], ['Other', 'A']]);
+});
+
+t.test('ParseNetworkPolicy: the subject podSelector matchLabels namespace is overwritten', async (t) => {
+  const s = await compileOk({
+    'p.yaml': ABC + np('p', 'default', '  podSelector: {matchLabels: {io.kubernetes.pod.namespace: other}}\n  policyTypes: [Ingress]\n'),
+  });
+  flows(t, s, [['A', 'Other']], [['Other', 'A'], ['Other', 'B']]);
+});
+
+t.test('ParseNetworkPolicy: a subject podSelector namespace expression is kept (selects nothing here)', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      ABC +
+      np('p', 'default', '  podSelector: {matchExpressions: [{key: io.kubernetes.pod.namespace, operator: NotIn, values: [default]}]}\n  policyTypes: [Ingress]\n'),
+  });
+  flows(t, s, [['Other', 'A'], ['A', 'C'], ['A', 'Other']], []);
+});

@@ -18,7 +18,7 @@ import { plainInteger } from '../../config/yaml-tree.js';
 import type { CIDRRule, LabelSelector, PeerRule, PortRule, Rule, SelectorRequirement } from '../api.js';
 import { formatPrefix, maskPrefix, parsePrefix, prefixContains } from './cidr.js';
 import { isSvcName } from './ports.js';
-import { K8S_POD_NAMESPACE, NAMESPACE_LABELS_PREFIX, readSelector, sanitizeSelector, selector } from './selector.js';
+import { K8S_POD_NAMESPACE, NAMESPACE_LABELS_PREFIX, POD_NAMESPACE_KEY, readSelector, sanitizeSelector, selector, type RawSelector } from './selector.js';
 
 type Dir = 'ingress' | 'egress';
 
@@ -44,6 +44,15 @@ function readIPBlock(f: Fields): CIDRRule | undefined {
   });
   if (f.rep.errorCount !== before) return undefined;
   return { cidr: formatPrefix(maskPrefix(p)), except: out };
+}
+
+/**
+ * ParseNetworkPolicy / parseNetworkPolicyPeer set MatchLabels[io.kubernetes.pod.namespace]
+ * to the policy namespace, overwriting a written matchLabels value; matchExpressions on
+ * that key are left in place and still narrow the selection.
+ */
+function withoutNamespaceLabel(raw: RawSelector): RawSelector {
+  return { ...raw, matchLabels: raw.matchLabels.filter((l) => l.key !== POD_NAMESPACE_KEY) };
 }
 
 /** One NetworkPolicyPeer → the peer part of a PeerRule. */
@@ -79,7 +88,9 @@ function readPeer(f: Fields, namespace: string): Pick<PeerRule, 'endpoints' | 'c
     reqs.push({ key: K8S_POD_NAMESPACE, operator: 'In', values: [namespace] });
   }
   if (rawPod) {
-    reqs.push(...sanitizeSelector(rawPod, 'k8s'));
+    // Without a namespaceSelector, Cilium writes the namespace into matchLabels: a
+    // matchLabels entry on that key is replaced, a matchExpressions entry is kept.
+    reqs.push(...sanitizeSelector(rawNs ? rawPod : withoutNamespaceLabel(rawPod), 'k8s'));
     text.push(`podSelector: ${rawPod.text}`);
   }
   const sel: LabelSelector = selector(reqs, text.join(' '));
@@ -178,7 +189,7 @@ export function readNetworkPolicyRule(top: Fields, name: string, namespace: stri
     return list && list.length > 0 ? list : [denyAll()];
   };
 
-  const reqs = sanitizeSelector(rawPod, 'k8s').filter((r) => r.key !== K8S_POD_NAMESPACE);
+  const reqs = sanitizeSelector(withoutNamespaceLabel(rawPod), 'k8s');
   reqs.push({ key: K8S_POD_NAMESPACE, operator: 'In', values: [namespace] });
   return {
     ref: { kind: 'NetworkPolicy', namespace, name },
