@@ -514,3 +514,60 @@ t.test('ParseNetworkPolicy: a subject podSelector namespace expression is kept (
   });
   flows(t, s, [['Other', 'A'], ['A', 'C'], ['A', 'Other']], []);
 });
+
+// ---- more of ParseNetworkPolicy's branches, no table case of their own ----
+
+t.test('ParseNetworkPolicy: ingress: [] without policyTypes is an ingress default deny', async (t) => {
+  const s = await compileOk({ 'p.yaml': ABC + np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  ingress: []\n') });
+  flows(t, s, [['A', 'B'], ['A', '8.8.8.8']], [['B', 'A'], ['Other', 'A']]);
+});
+
+t.test('parsePorts: ports: [] leaves the rule on every port and protocol', async (t) => {
+  const s = await compileOk({
+    'p.yaml': ABC + np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {id: c}}}]\n    ports: []\n'),
+  });
+  flows(t, s, [['C', 'A', 1], ['C', 'A', 53, 'UDP']], [['B', 'A']]);
+});
+
+t.test('parseNetworkPolicyPeer: namespaceSelector {} with a podSelector selects those pods in every namespace', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      ABC +
+      pod('c', { id: 'c' }, '10.0.1.3', { ns: 'other' }) +
+      np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  ingress:\n  - from: [{namespaceSelector: {}, podSelector: {matchLabels: {id: c}}}]\n'),
+  });
+  flows(t, s, [['C', 'A'], ['other/c', 'A']], [['B', 'A'], ['Other', 'A'], ['8.8.8.8', 'A']]);
+});
+
+t.test('parseNetworkPolicyPeer: namespaceSelector matchExpressions on kubernetes.io/metadata.name', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      ABC +
+      np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [other]}]}}]\n'),
+  });
+  flows(t, s, [['Other', 'A']], [['B', 'A'], ['C', 'A']]);
+});
+
+t.test('ipBlockToCIDRRule: 0.0.0.0/0 is world, not the pods', async (t) => {
+  const s = await compileOk({ 'p.yaml': ABC + np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  egress:\n  - to: [{ipBlock: {cidr: 0.0.0.0/0}}]\n') });
+  flows(t, s, [['A', '8.8.8.8'], ['A', '10.200.0.1']], [['A', 'B'], ['A', 'Other']]);
+});
+
+t.test('ipBlockToCIDRRule: IPv6 block with except', async (t) => {
+  const s = await compileOk({
+    'p.yaml': ABC + np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  egress:\n  - to: [{ipBlock: {cidr: "2001:db8::/32", except: ["2001:db8:1::/48"]}}]\n'),
+  });
+  flows(t, s, [['A', '2001:db8:2::1']], [['A', '2001:db8:1::1'], ['A', '2001:db9::1'], ['A', '8.8.8.8']]);
+});
+
+t.test('parsePorts: an egress named port resolves over the selected peers', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      ns('default') +
+      pod('a', { id: 'a' }, '10.0.0.1') +
+      pod('c', { id: 'c' }, '10.0.0.3', { ports: '    ports:\n    - {name: http-alt, containerPort: 8080, protocol: TCP}' }) +
+      pod('d', { id: 'd' }, '10.0.0.4', { ports: '    ports:\n    - {name: http-alt, containerPort: 8080, protocol: TCP}' }) +
+      np('p', 'default', '  podSelector: {matchLabels: {id: a}}\n  egress:\n  - to: [{podSelector: {matchLabels: {id: c}}}]\n    ports: [{port: http-alt}]\n'),
+  });
+  flows(t, s, [['default/a', 'default/c', 8080]], [['default/a', 'default/c', 80], ['default/a', 'default/d', 8080]]);
+});
