@@ -256,22 +256,25 @@ interface ReadL7 {
 
 function readL7Rules(ctx: PortContext, f: Fields): ReadL7 {
   const before = ctx.rep.errorCount;
-  f.checkKnown(['http', 'dns'], {
-    // Go's JSON decoding would take `HTTP:`, but the CRD schema does not: the API
-    // server drops or refuses the unknown field, and the oneOf then fails.
-    HTTP: 'unknown field (the field is "http", in lower case)',
+  f.checkKnown(['http', 'HTTP', 'dns'], {
     kafka: 'Kafka rules are not supported by l7warden (removed from Cilium in 1.20)',
     l7proto: 'l7proto rules are not supported by l7warden (removed from Cilium in 1.20)',
     l7: 'l7 rules are not supported by l7warden (removed from Cilium in 1.20)',
   });
-  const httpItems = f.maps('http');
+  if (f.has('http') && f.has('HTTP')) f.error('HTTP', 'both "http" and "HTTP" are given; use "http"');
+  // Cilium's Go JSON decoding matches field names case-insensitively, so its own
+  // examples/policies/l7/http/http.yaml, written with `HTTP:`, works there
+  // (CILIUM-SEMANTICS.md §7.2); it is the same field here. The CRD schema would
+  // refuse it through kubectl, the one place this loader is more lenient.
+  const httpKey = f.has('http') ? 'http' : 'HTTP';
+  const httpItems = f.maps(httpKey);
   const dnsItems = f.maps('dns');
   let nTypes = 0;
   if (httpItems) nTypes++;
   if (dnsItems) nTypes++;
   if (nTypes > 1) {
     ctx.rep.error(f.loc, f.path, 'multiple L7 protocol rule types specified in single rule');
-  } else if (nTypes === 0 && !f.keys().some((k) => k !== 'http' && k !== 'dns')) {
+  } else if (nTypes === 0 && !f.keys().some((k) => k !== 'http' && k !== 'HTTP' && k !== 'dns')) {
     // The CRD's oneOf [http, dns]: `rules: {}` is refused by the API server.
     ctx.rep.error(f.loc, f.path, 'must have one of http or dns (leave rules out for no L7 rules)');
   }

@@ -228,7 +228,7 @@ spec:
   - toPorts:
     - ports: [{port: "80", protocol: TCP}]
       rules:
-        http:
+        HTTP:
         - {method: GET, path: "/path1$"}
         - {method: PUT, path: "/path2$", headers: ["X-My-Header: true"]}
 ---
@@ -311,7 +311,7 @@ spec:
   t.equal(r.docs.policies.length, 7);
   t.equal(r.docs.documentCount, 7);
   const http = r.docs.policies[1]!.rules[0]!.ingress[0]!.toPorts[0]!.rules!.http!;
-  t.same(http[1], { method: 'PUT', path: '/path2$', headers: ['X-My-Header: true'], headerMatches: [] });
+  t.same(http[1], { method: 'PUT', path: '/path2$', headers: ['X-My-Header: true'], headerMatches: [] }, 'capitalised HTTP key (Cilium\'s http.yaml)');
   const fqdn = r.docs.policies[3]!.rules[0]!;
   t.same(reqs(fqdn.endpointSelector), ['any:org In alliance', 'k8s:io.kubernetes.pod.namespace In default']);
   t.same(fqdn.egress[0]!.toPorts[0]!.rules!.dns!.length, 3);
