@@ -99,9 +99,13 @@ export function entitySelector(entity: string): PeerSelector {
     case 'world':
       pred = (id) => id.lookup.has('reserved:world') || id.lookup.has('reserved:world-ipv4') || id.lookup.has('reserved:world-ipv6');
       break;
+    // reserved:world is the IPv4 world here (unknown IPv6 addresses are world-ipv6,
+    // PolicySnapshotImpl.identityForIP), so world-ipv4 selects it too.
     case 'world-ipv4':
+      pred = (id) => id.lookup.has('reserved:world-ipv4') || id.lookup.has('reserved:world');
+      break;
     case 'world-ipv6':
-      pred = hasLabel(`reserved:${e}`);
+      pred = hasLabel('reserved:world-ipv6');
       break;
     case 'host':
     case 'remote-node':

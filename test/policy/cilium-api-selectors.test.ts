@@ -146,4 +146,12 @@ t.test('cidr_test.go TestGetAsEndpointSelectors: a /0 selects its own family onl
   const w = await compileOk({ 'p.yaml': PODS + egressPolicy('toEntities: [world]') });
   t.equal(allows(w, w.identityForIP('8.8.8.8')), true);
   t.equal(allows(w, w.identityForIP('2001:db8::1')), true);
+  // The family entities (EntitySelectorMapping world-ipv4 / world-ipv6): IPv4 addresses
+  // outside every prefix are reserved:world here, so world-ipv4 must select them.
+  const w4 = await compileOk({ 'p.yaml': PODS + egressPolicy('toEntities: [world-ipv4]') });
+  t.equal(allows(w4, w4.identityForIP('8.8.8.8')), true, 'world-ipv4: an IPv4 address');
+  t.equal(allows(w4, w4.identityForIP('2001:db8::1')), false, 'world-ipv4: not an IPv6 one');
+  const w6 = await compileOk({ 'p.yaml': PODS + egressPolicy('toEntities: [world-ipv6]') });
+  t.equal(allows(w6, w6.identityForIP('2001:db8::1')), true, 'world-ipv6: an IPv6 address');
+  t.equal(allows(w6, w6.identityForIP('8.8.8.8')), false, 'world-ipv6: not an IPv4 one');
 });

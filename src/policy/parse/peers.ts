@@ -10,15 +10,14 @@ import { readFQDNSelector, readPortRule, type PortContext } from './ports.js';
 import { peerSelector, readSelectorList, sanitizeSelector, selector } from './selector.js';
 
 /**
- * The CRD's Entity enum (pkg/policy/api/entity.go kubebuilder marker). world-ipv4,
- * world-ipv6 (and cluster-mesh) are keys of api.EntitySelectorMapping but not of the
- * enum, so the API server refuses a policy naming them; so does the loader.
+ * api.EntitySelectorMapping keys (CILIUM-SEMANTICS.md §1.4). world-ipv4, world-ipv6
+ * and cluster-mesh are in the contract's table; an older CRD copy's enum lacks them,
+ * so they are kept (a newer one lists them).
  */
 export const ENTITIES: readonly string[] = [
-  'all', 'world', 'cluster', 'host', 'init', 'ingress', 'unmanaged', 'remote-node', 'health', 'none',
-  'kube-apiserver',
+  'all', 'world', 'world-ipv4', 'world-ipv6', 'host', 'remote-node', 'kube-apiserver', 'ingress',
+  'health', 'init', 'unmanaged', 'cluster', 'cluster-mesh', 'none',
 ];
-const NOT_IN_CRD_ENUM: readonly string[] = ['world-ipv4', 'world-ipv6', 'cluster-mesh'];
 
 export interface SectionContext {
   readonly namespace: string; // "" for cluster-wide
@@ -149,10 +148,7 @@ function readEntities(f: Fields, key: string): string[] | undefined {
   const seq = f.seq(key)!;
   const out: string[] = [];
   list.forEach((e, i) => {
-    if (NOT_IN_CRD_ENUM.includes(e)) {
-      f.rep.error(seq.items[i] ?? f.at(key), indexPath(f.sub(key), i),
-        `unsupported entity: ${e} (not in the CiliumNetworkPolicy CRD's entity enum, so the API server refuses it; use world, or a CIDR such as 0.0.0.0/0 or ::/0)`);
-    } else if (!ENTITIES.includes(e)) f.rep.error(seq.items[i] ?? f.at(key), indexPath(f.sub(key), i), `unsupported entity: ${e}`);
+    if (!ENTITIES.includes(e)) f.rep.error(seq.items[i] ?? f.at(key), indexPath(f.sub(key), i), `unsupported entity: ${e}`);
     else out.push(e);
   });
   return out;

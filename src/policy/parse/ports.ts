@@ -92,10 +92,12 @@ function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): P
   let protocol: PortProtocolName = 'ANY';
   const protoText = f.str('protocol');
   let protoOk = true;
-  // The CRD's protocol enum is exact (no lower case, no ""), unlike Cilium's Go
+  // The CRD's protocol enum is exact (no lower case), unlike Cilium's Go
   // ParseL4Proto, which upper-cases: the API server refuses `tcp` before Go sees it.
+  // "" is ANY, as the field's zero value (CILIUM-SEMANTICS.md §1.6).
   if (protoText !== undefined) {
     if (protoText === 'TCP' || protoText === 'UDP' || protoText === 'SCTP' || protoText === 'ANY') protocol = protoText;
+    else if (protoText === '') protocol = 'ANY';
     else if (protoText === 'VRRP' || protoText === 'IGMP') {
       f.error('protocol', `protocol ${protoText} is not supported by l7warden (only TCP, UDP, SCTP and ANY traffic is proxied)`);
       protoOk = false;
