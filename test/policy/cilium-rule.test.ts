@@ -322,3 +322,268 @@ t.test('TestL3L4L7Merge', async (t) => {
     t.equal(v(s, '8.8.8.8', 'a', 80, GET).allowed, true, `${name}: world GET /`);
   }
 });
+
+// The LookupFlow cases. rule_test.go's `defaultDenyIngress` entry (subject *, default
+// deny, nothing allowed) is a CCNP-style `ingress: [{}]` for every pod here, so b is
+// enforced too. Flows: a => b 80, a => c 80, a => c 90 (TCP).
+const DENY_ALL_INGRESS = cnp('default-deny', '  endpointSelector: {}\n  ingress: [{}]\n');
+
+t.test('TestIngressAllowAll / TestIngressAllowAllL4Overlap', async (t) => {
+  const all = '  - fromEndpoints: [{}]\n';
+  const l4 = '  - toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n';
+  for (const [name, ingress] of [['TestIngressAllowAll', all], ['TestIngressAllowAllL4Overlap', all + l4]] as const) {
+    const s = await compileOk({ 'p.yaml': PODS + DENY_ALL_INGRESS + cnp('r', `  endpointSelector: {matchLabels: {id: t}}\n  ingress:\n${ingress}`) });
+    t.equal(v(s, 'a', 'b', 80).allowed, false, `${name}: a => b denied (default deny)`);
+    t.equal(v(s, 'a', 'c', 80).allowed, true, `${name}: a => c 80`);
+    t.equal(v(s, 'a', 'c', 90).allowed, true, `${name}: a => c 90 (the L4 rule does not narrow the L3 one)`);
+  }
+});
+
+// Named ports resolve against the subject c's container ports (port-80 = 80,
+// port-90 = 90), as rule_test.go's checkFlow passes namedPorts for the endpoint.
+t.test('TestIngressAllowAllNamedPort / TestIngressAllowAllL4OverlapNamedPort / TestIngressL4AllowAll(NamedPort)', async (t) => {
+  const named = '  - fromEndpoints: [{}]\n    toPorts: [{ports: [{port: port-80, protocol: TCP}]}]\n';
+  const cases: [string, string, boolean][] = [
+    ['TestIngressAllowAllNamedPort', named, false],
+    ['TestIngressAllowAllL4OverlapNamedPort', '  - fromEndpoints: [{}]\n' + '  - toPorts: [{ports: [{port: port-80, protocol: TCP}]}]\n', true],
+    ['TestIngressL4AllowAll', '  - toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n', false],
+    ['TestIngressL4AllowAllNamedPort', '  - toPorts: [{ports: [{port: port-80, protocol: TCP}]}]\n', false],
+  ];
+  for (const [name, ingress, c90] of cases) {
+    const s = await compileOk({ 'p.yaml': PODS + DENY_ALL_INGRESS + cnp('r', `  endpointSelector: {matchLabels: {id: t}}\n  ingress:\n${ingress}`) });
+    t.equal(v(s, 'a', 'c', 80).allowed, true, `${name}: a => c 80`);
+    t.equal(v(s, 'a', 'c', 80).type, 'L3_L4', `${name}: no L7`);
+    t.equal(v(s, 'a', 'c', 90).allowed, c90, `${name}: a => c 90`);
+    t.equal(v(s, 'a', 'b', 80).allowed, false, `${name}: a => b (default deny)`);
+  }
+});
+
+t.test('TestEgressAllowAll / TestEgressL4AllowAll', async (t) => {
+  const all = await compileOk({ 'p.yaml': PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toEndpoints: [{}]}]\n') });
+  t.equal(v(all, 'a', 'b', 80).allowed, true, 'TestEgressAllowAll: a => b');
+  t.equal(v(all, 'a', 'c', 80).allowed, true, 'TestEgressAllowAll: a => c 80');
+  t.equal(v(all, 'a', 'c', 90).allowed, true, 'TestEgressAllowAll: a => c 90');
+  const l4 = await compileOk({
+    'p.yaml': PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toPorts: [{ports: [{port: "80", protocol: TCP}]}]}]\n'),
+  });
+  t.equal(v(l4, 'a', 'b', 80).allowed, true, 'TestEgressL4AllowAll: a => b 80');
+  t.equal(v(l4, 'a', 'c', 80).allowed, true, 'TestEgressL4AllowAll: a => c 80');
+  t.equal(v(l4, 'a', 'c', 90).allowed, false, 'TestEgressL4AllowAll: a => c 90');
+  t.equal(v(l4, 'a', '8.8.8.8', 80).allowed, true, 'TestEgressL4AllowAll: the wildcard includes world');
+  t.equal(v(l4, 'a', 'c', 80).egress?.matchType, 3, 'an L4-only map entry');
+});
+
+// Entities: world selects reserved:world only; all selects every identity.
+t.test('TestEgressL4AllowWorld / TestEgressL4AllowAllEntity / TestEgressL3AllowWorld / TestEgressL3AllowAllEntity', async (t) => {
+  const rule = (peer: string, ports: boolean) =>
+    cnp('r', `  endpointSelector: {matchLabels: {id: a}}\n  egress:\n  - toEntities: [${peer}]\n` + (ports ? '    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n' : ''));
+  const cases: [string, string, boolean, Record<string, [boolean, boolean]>][] = [
+    ['TestEgressL4AllowWorld', 'world', true, { '8.8.8.8': [true, false], c: [false, false] }],
+    ['TestEgressL4AllowAllEntity', 'all', true, { '8.8.8.8': [true, false], c: [true, false] }],
+    ['TestEgressL3AllowWorld', 'world', false, { '8.8.8.8': [true, true], c: [false, false] }],
+    ['TestEgressL3AllowAllEntity', 'all', false, { '8.8.8.8': [true, true], c: [true, true] }],
+  ];
+  for (const [name, peer, ports, want] of cases) {
+    const s = await compileOk({ 'p.yaml': PODS + rule(peer, ports) });
+    for (const [to, [p80, p90]] of Object.entries(want)) {
+      t.equal(v(s, 'a', to, 80).allowed, p80, `${name}: a => ${to} 80`);
+      t.equal(v(s, 'a', to, 90).allowed, p90, `${name}: a => ${to} 90`);
+    }
+  }
+});
+
+// TestMatches: the rule selects a, not b (b's ingress is not enforced by it).
+t.test('TestMatches', async (t) => {
+  const s = await compileOk({ 'p.yaml': PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{fromEndpoints: [{matchLabels: {id: t}}]}]\n') });
+  t.equal(v(s, 'b', 'a', 80).ingress?.enforced, true, 'a is selected: ingress enforced');
+  t.equal(v(s, 'b', 'a', 80).allowed, false, 'b is not an allowed peer of a');
+  t.equal(v(s, 'c', 'a', 80).allowed, true, 'c is');
+  t.equal(v(s, 'a', 'b', 80).ingress?.enforced, false, 'b is not selected');
+});
+
+// TestRuleCanReach (rule_test.go f368bc93): a peer selector with two labels selects
+// only endpoints carrying both. Its FromRequires half is not ported as such:
+// fromRequires/toRequires are MaxItems=0 in the current CRD (CILIUM-SEMANTICS.md
+// §1.4), so the rule must be refused, not loaded with the requirement dropped.
+t.test('TestRuleCanReach', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      PODS +
+      pod('foofoo2', { foo: '', foo2: '' }, '172.16.0.6') +
+      pod('bar', { bar: '' }, '172.16.0.7') +
+      cnp('r', '  endpointSelector: {matchLabels: {bar: ""}}\n  ingress: [{fromEndpoints: [{matchLabels: {foo: "", foo2: ""}}]}]\n'),
+  });
+  t.equal(v(s, 'foofoo2', 'bar', 80).allowed, true, 'foo+foo2 => bar Allowed');
+  t.equal(v(s, 'foo', 'bar', 80).allowed, false, 'foo => bar not allowed');
+  const errs = await errorsOf(
+    PODS + cnp('r', '  endpointSelector: {matchLabels: {bar: ""}}\n  ingress: [{fromEndpoints: [{matchLabels: {foo: ""}}], fromRequires: [{matchLabels: {baz: ""}}]}]\n'),
+  );
+  t.equal(errs.length, 1, `fromRequires refused (got ${JSON.stringify(errs)})`);
+  t.match(errs[0] ?? '', /spec\.ingress\[0\]\.fromRequires/, 'located at the field');
+});
+
+// TestICMPPolicy: icmps rules produce ICMP/<type> filters only. l7warden does not
+// proxy ICMP (it warns and the element allows no TCP, UDP or SCTP traffic), so what
+// can be checked is that an ICMP type is never read as a port and that the element
+// still turns on default deny; rule2's 80/TCP stays open beside its ICMP element.
+t.test('TestICMPPolicy', async (t) => {
+  const rule1 = await compileOk({
+    'p.yaml':
+      PODS +
+      cnp(
+        'rule1',
+        `  endpointSelector: {matchLabels: {id: a}}
+  ingress: [{icmps: [{fields: [{type: 8}]}]}]
+  egress: [{icmps: [{fields: [{type: 9}]}]}]
+`,
+      ),
+  });
+  t.equal(v(rule1, 'b', 'a', 8).allowed, false, 'rule1: ICMP type 8 does not open port 8/TCP');
+  t.equal(v(rule1, 'b', 'a', 8).ingress?.enforced, true, 'rule1: ingress enforced');
+  t.equal(v(rule1, 'b', 'a', 8, undefined, 'UDP').allowed, false, 'rule1: nor 8/UDP');
+  t.equal(v(rule1, 'a', 'b', 9).allowed, false, 'rule1: ICMP type 9 does not open egress port 9');
+  t.equal(v(rule1, 'a', 'b', 9).egress?.enforced, true, 'rule1: egress enforced');
+  const rule2 = await compileOk({
+    'p.yaml':
+      PODS +
+      cnp(
+        'rule2',
+        `  endpointSelector: {matchLabels: {id: a}}
+  ingress:
+  - toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  - icmps: [{fields: [{type: 8}]}]
+`,
+      ),
+  });
+  t.equal(v(rule2, 'b', 'a', 80).allowed, true, 'rule2: 80/TCP');
+  t.equal(v(rule2, 'b', 'a', 8).allowed, false, 'rule2: 8/TCP');
+  const rule3 = await compileFiles({
+    'p.yaml': PODS + cnp('rule3', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{icmps: [{fields: [{family: IPv6, type: 128}]}]}]\n'),
+  });
+  t.ok(rule3.snapshot, 'rule3: an ICMPv6 rule loads');
+  t.equal(rule3.snapshot && v(rule3.snapshot, 'b', 'a', 128).allowed, false, 'rule3: type 128 does not open port 128');
+});
+
+// TestIPProtocolsWithNoTransportPorts: VRRP / IGMP with no port (needs
+// --enable-extended-ip-protocols in Cilium). l7warden proxies TCP/UDP/SCTP only and
+// refuses them as a located "not supported" (the CRD admits them; see the Policy
+// schema table in docs/hardening.md) rather than loading a rule it cannot enforce.
+t.test('TestIPProtocolsWithNoTransportPorts', async (t) => {
+  const errs = await errorsOf(
+    PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{toPorts: [{ports: [{protocol: VRRP}, {protocol: IGMP}]}]}]\n'),
+  );
+  t.ok(errs.length >= 1, 'refused');
+  t.match(errs.join('\n'), /spec\.ingress\[0\]\.toPorts\[0\]\.ports\[0\]\.protocol.*not supported/, 'VRRP: located, not supported');
+});
+
+// TestL3Policy (rule map from rule_test.go 002e48e8, validation from the current
+// revision). The CIDR rule as verdicts: ingress from 10.0.1.0/24, 10.0.3.1/32 and
+// 2001:db8::/48; egress to 10.1.0.0/16, 2001:dbf::/64 and 10.0.0.0/8 except
+// 10.96.0.0/12 (Cilium's map holds 10.0.0.0/10, 10.64.0.0/11, 10.112.0.0/12 and
+// 10.128.0.0/9 for it). Cilium's Go rule also lists the bare addresses "192.168.2.0",
+// "10.0.3.1" and "2001:db9::"; the CRD's `format: cidr` refuses bare addresses
+// (cilium/cilium#47150) and l7warden follows it, so they are written as prefixes
+// here and their refusal is checked below. CIDR peers only match non-pod addresses;
+// the pods of this file are in 172.16.0.0/24.
+t.test('TestL3Policy', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      PODS +
+      cnp(
+        'r',
+        `  endpointSelector: {matchLabels: {id: a}}
+  ingress:
+  - fromCIDR: [10.0.1.0/24, 192.168.2.0/24, 10.0.3.1/32, "2001:db8::1/48", "2001:db9::/128"]
+  egress:
+  - toCIDR: [10.1.0.0/16, "2001:dbf::/64"]
+  - toCIDRSet: [{cidr: 10.0.0.0/8, except: [10.96.0.0/12]}]
+`,
+      ),
+  });
+  const ingress: [string, boolean][] = [
+    ['10.0.1.7', true], ['10.0.2.7', false], ['192.168.2.200', true], ['192.168.3.1', false],
+    ['10.0.3.1', true], ['10.0.3.2', false], ['2001:db8:0:ffff::1', true], ['2001:db8:1::1', false],
+    ['2001:db9::', true], ['2001:db9::1', false],
+  ];
+  for (const [from, want] of ingress) t.equal(v(s, from, 'a', 8080).allowed, want, `${from} => a`);
+  const egress: [string, boolean][] = [
+    ['10.1.255.255', true], ['10.0.0.1', true], ['10.63.0.1', true], ['10.95.255.255', true],
+    ['10.96.0.0', false], ['10.111.255.255', false], ['10.112.0.0', true], ['10.255.255.255', true],
+    ['11.0.0.1', false], ['2001:dbf::1', true], ['2001:dbf:0:1::1', false],
+  ];
+  for (const [to, want] of egress) t.equal(v(s, 'a', to, 443).allowed, want, `a => ${to}`);
+  t.equal(v(s, 'a', 'b', 443).allowed, false, 'a CIDR rule does not select pods');
+});
+
+t.test('TestL3Policy: invalid CIDRs are refused', async (t) => {
+  const bad: [string, string, RegExp][] = [
+    ['fromCIDR: ["10.0.1..0/24"]', 'fromCIDR[0]', /./],
+    ['fromCIDRSet: [{cidr: ""}]', 'fromCIDRSet[0].cidr', /./],
+    ['fromCIDRSet: [{cidr: 10.0.1.32}]', 'fromCIDRSet[0].cidr', /./],
+    ['fromCIDRSet: [{cidr: 10.0.0.0/10, except: [10.64.0.0/11]}]', 'fromCIDRSet[0].except[0]', /./],
+    ['fromCIDR: [10.0.1.0/128.0.0.128]', 'fromCIDR[0]', /./],
+    ['fromCIDR: [10.0.1.0/34]', 'fromCIDR[0]', /./],
+    ['fromCIDR: [192.168.2.0]', 'fromCIDR[0]', /./],
+  ];
+  for (const [peer, path, msg] of bad) {
+    const errs = await errorsOf(cnp('r', `  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{${peer}}]\n`));
+    t.equal(errs.length, 1, `${peer}: one error (got ${JSON.stringify(errs)})`);
+    t.match(errs[0] ?? '', `spec.ingress[0].${path}: `, `${peer}: located at ${path}`);
+    t.match(errs[0] ?? '', msg);
+  }
+  t.same(await errorsOf(cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{fromCIDRSet: [{cidr: 10.0.1.0/24}]}]\n')), [], 'a CIDR set without except loads');
+});
+
+// TestRuleWithNoEndpointSelector, TestEgressRuleRestrictions (toCIDR with
+// toEndpoints), TestPolicyEntityValidation{Egress,Ingress,EntitySelectorsFill}.
+t.test('TestRuleWithNoEndpointSelector / TestEgressRuleRestrictions / TestPolicyEntityValidation*', async (t) => {
+  const noSel = await errorsOf(cnp('r', '  ingress: [{fromCIDR: [10.0.1.0/24]}]\n  egress: [{toCIDR: [10.1.0.0/16]}]\n'));
+  t.equal(noSel.length, 1, `no endpointSelector: refused (got ${JSON.stringify(noSel)})`);
+  const mixed = await errorsOf(cnp('r', '  endpointSelector: {matchLabels: {bar: ""}}\n  egress: [{toCIDR: [10.1.0.0/16], toEndpoints: [{matchLabels: {foo: ""}}]}]\n'));
+  t.equal(mixed.length, 1, `toCIDR + toEndpoints: refused (got ${JSON.stringify(mixed)})`);
+  t.match(mixed[0] ?? '', /spec\.egress\[0\]/, 'located in the element');
+  for (const dir of ['ingress: [{fromEntities', 'egress: [{toEntities'] as const) {
+    t.same(await errorsOf(cnp('r', `  endpointSelector: {matchLabels: {bar: ""}}\n  ${dir}: [world]}]\n`)), [], `${dir} world loads`);
+    t.same(await errorsOf(cnp('r', `  endpointSelector: {matchLabels: {bar: ""}}\n  ${dir}: [host]}]\n`)), [], `${dir} host loads`);
+    t.equal((await errorsOf(cnp('r', `  endpointSelector: {matchLabels: {bar: ""}}\n  ${dir}: [trololo]}]\n`))).length, 1, `${dir} trololo refused`);
+  }
+  // EntitySelectorsFill: both entities of one element are kept.
+  const s = await compileOk({
+    'p.yaml': PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{fromEntities: [world, host]}]\n  egress: [{toEntities: [world, host]}]\n'),
+  });
+  t.equal(v(s, '8.8.8.8', 'a', 80).allowed, true, 'from world');
+  t.equal(v(s, 'host', 'a', 80).allowed, true, 'from host');
+  t.equal(v(s, 'b', 'a', 80).allowed, false, 'not from b');
+  t.equal(v(s, 'a', '8.8.8.8', 80).allowed, true, 'to world');
+  t.equal(v(s, 'a', 'host', 80).allowed, true, 'to host');
+  t.equal(v(s, 'a', 'b', 80).allowed, false, 'not to b');
+});
+
+// TestL3RuleLabels / TestL4RuleLabels: each L3 or L4 entry is derived from the rule
+// that wrote it, and an empty rule (`ingress: [{}]`) contributes none. Checked as the
+// rule the verdict names (the rule-origin Cilium reports for the allowing entry).
+t.test('TestL3RuleLabels / TestL4RuleLabels', async (t) => {
+  const rule0 = cnp('rule0', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{}]\n  egress: [{}]\n');
+  const l3 = (n: number, i: string, e: string) =>
+    cnp(`rule${n}`, `  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{fromCIDR: [${i}]}]\n  egress: [{toCIDR: [${e}]}]\n`);
+  const l4 = (n: number, i: number, e: number) =>
+    cnp(
+      `rule${n}`,
+      `  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{toPorts: [{ports: [{port: "${i}", protocol: TCP}]}]}]\n  egress: [{toPorts: [{ports: [{port: "${e}", protocol: TCP}]}]}]\n`,
+    );
+  const only0 = await compileOk({ 'p.yaml': PODS + rule0 });
+  t.equal(v(only0, '10.0.1.0', 'a', 80).allowed, false, 'rule0 alone allows nothing in');
+  t.equal(v(only0, 'a', '10.1.0.0', 80).allowed, false, 'rule0 alone allows nothing out');
+  const s3 = await compileOk({ 'p.yaml': PODS + rule0 + l3(1, '10.0.1.0/32', '10.1.0.0/32') + l3(2, '10.0.2.0/32', '10.2.0.0/32') });
+  t.equal(v(s3, '10.0.1.0', 'a', 80).ingress?.rule?.name, 'rule1', '10.0.1.0/32 from rule1');
+  t.equal(v(s3, '10.0.2.0', 'a', 80).ingress?.rule?.name, 'rule2', '10.0.2.0/32 from rule2');
+  t.equal(v(s3, 'a', '10.1.0.0', 80).egress?.rule?.name, 'rule1', '10.1.0.0/32 from rule1');
+  t.equal(v(s3, 'a', '10.2.0.0', 80).egress?.rule?.name, 'rule2', '10.2.0.0/32 from rule2');
+  t.equal(v(s3, '10.0.3.0', 'a', 80).allowed, false, 'no other prefix');
+  const s4 = await compileOk({ 'p.yaml': PODS + rule0 + l4(1, 1010, 1100) + l4(2, 1020, 1200) });
+  t.equal(v(s4, 'b', 'a', 1010).ingress?.rule?.name, 'rule1', '1010/TCP from rule1');
+  t.equal(v(s4, 'b', 'a', 1020).ingress?.rule?.name, 'rule2', '1020/TCP from rule2');
+  t.equal(v(s4, 'a', 'b', 1100).egress?.rule?.name, 'rule1', '1100/TCP from rule1');
+  t.equal(v(s4, 'a', 'b', 1200).egress?.rule?.name, 'rule2', '1200/TCP from rule2');
+  t.equal(v(s4, 'b', 'a', 1100).allowed, false, 'no other ingress port');
+});
