@@ -587,3 +587,237 @@ t.test('TestL3RuleLabels / TestL4RuleLabels', async (t) => {
   t.equal(v(s4, 'a', 'b', 1200).egress?.rule?.name, 'rule2', '1200/TCP from rule2');
   t.equal(v(s4, 'b', 'a', 1100).allowed, false, 'no other ingress port');
 });
+
+// ---------------------------------------------------------------------------------
+// Egress wildcard rules with DNS and HTTP, from pkg/policy/repository_test.go
+// (TestWildcardL3RulesEgress, TestWildcardL4RulesEgress; the revision with hivetest):
+// cilium-repository.test.ts ported only their ingress halves. ICMP rows: see
+// TestICMPPolicy above.
+const dnsQ = (s: PolicySnapshotImpl, from: string, to: string, name: string, port = 53, protocol: L4Proto = 'UDP') =>
+  s.decide({ src: idOf(s, from), dst: idOf(s, to), port, protocol, dns: name });
+
+const EGRESS_PODS = PODS + pod('bar1', { id: 'bar1' }, '172.16.0.11') + pod('bar2', { id: 'bar2' }, '172.16.0.12');
+const dnsToBar2 = `  - toEndpoints: [{matchLabels: {id: bar2}}]
+    toPorts:
+    - ports: [{port: "53", protocol: UDP}]
+      rules: {dns: [{matchName: empire.gov}]}
+`;
+const httpToBar2 = `  - toEndpoints: [{matchLabels: {id: bar2}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules: {http: [{method: GET, path: "/"}]}
+`;
+
+// TestWildcardL3RulesEgress: bar1 by an L3-only rule (0/ANY), bar2 with DNS
+// `empire.gov` on 53/UDP and `GET /` on 80/TCP. bar1 is never restricted at L7 ("if it
+// is [redirected], the 0/ANY rule should allow such traffic through").
+t.test('TestWildcardL3RulesEgress', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      EGRESS_PODS +
+      cnp('l3', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toEndpoints: [{matchLabels: {id: bar1}}]}]\n') +
+      cnp('dns', `  endpointSelector: {matchLabels: {id: a}}\n  egress:\n${dnsToBar2}`) +
+      cnp('http', `  endpointSelector: {matchLabels: {id: a}}\n  egress:\n${httpToBar2}`),
+  });
+  t.equal(dnsQ(s, 'a', 'bar2', 'empire.gov.').allowed, true, 'a => bar2 DNS empire.gov');
+  t.equal(dnsQ(s, 'a', 'bar2', 'empire.gov.').type, 'L7', 'DNS to bar2 is redirected');
+  t.equal(dnsQ(s, 'a', 'bar2', 'rebels.org.').allowed, false, 'a => bar2 DNS rebels.org refused');
+  t.equal(dnsQ(s, 'a', 'bar2', 'rebels.org.').type, 'L7');
+  t.equal(v(s, 'a', 'bar2', 80, GET).allowed, true, 'a => bar2 GET /');
+  t.equal(v(s, 'a', 'bar2', 80, PUT).allowed, false, 'a => bar2 PUT /x denied at L7');
+  t.equal(v(s, 'a', 'bar2', 53, undefined, 'TCP').allowed, false, 'a => bar2 53/TCP: only UDP was allowed');
+  t.equal(v(s, 'a', 'bar2', 8080).allowed, false, 'a => bar2 8080');
+  t.equal(dnsQ(s, 'a', 'bar1', 'rebels.org.').allowed, true, 'a => bar1 any DNS name (L3 rule)');
+  t.equal(v(s, 'a', 'bar1', 80, PUT).allowed, true, 'a => bar1 PUT /x (L3 rule)');
+  t.equal(v(s, 'a', 'bar1', 80, PUT).type, 'L3_L4', 'a => bar1 not redirected');
+  t.equal(v(s, 'a', 'bar1', 9999, undefined, 'SCTP').allowed, true, 'a => bar1 any port and protocol');
+  t.equal(v(s, 'a', 'c', 80, GET).allowed, false, 'a => c: no rule');
+});
+
+// TestWildcardL4RulesEgress: bar1 L4-only on 53/UDP and 80/TCP, bar2 with the DNS and
+// HTTP rules on the same ports. Cilium: {bar1: nil, bar2: L7} on each port.
+t.test('TestWildcardL4RulesEgress', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      EGRESS_PODS +
+      cnp('l453', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toEndpoints: [{matchLabels: {id: bar1}}], toPorts: [{ports: [{port: "53", protocol: UDP}]}]}]\n') +
+      cnp('dns', `  endpointSelector: {matchLabels: {id: a}}\n  egress:\n${dnsToBar2}`) +
+      cnp('l480', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toEndpoints: [{matchLabels: {id: bar1}}], toPorts: [{ports: [{port: "80", protocol: TCP}]}]}]\n') +
+      cnp('http', `  endpointSelector: {matchLabels: {id: a}}\n  egress:\n${httpToBar2}`),
+  });
+  t.equal(dnsQ(s, 'a', 'bar1', 'rebels.org.').allowed, true, 'a => bar1 any DNS name');
+  t.equal(dnsQ(s, 'a', 'bar1', 'rebels.org.').type, 'L3_L4', 'a => bar1 DNS not redirected');
+  t.equal(v(s, 'a', 'bar1', 80, PUT).allowed, true, 'a => bar1 PUT /x');
+  t.equal(v(s, 'a', 'bar1', 81).allowed, false, 'a => bar1 81');
+  t.equal(dnsQ(s, 'a', 'bar2', 'empire.gov.').allowed, true, 'a => bar2 empire.gov');
+  t.equal(dnsQ(s, 'a', 'bar2', 'www.empire.gov.').allowed, false, 'a => bar2 www.empire.gov: matchName is exact');
+  t.equal(v(s, 'a', 'bar2', 80, PUT).allowed, false, 'a => bar2 PUT /x denied at L7');
+  t.equal(v(s, 'a', 'bar2', 80, GET).allowed, true, 'a => bar2 GET /');
+});
+
+// ---------------------------------------------------------------------------------
+// Port 0, ANY, empty peer lists and default-allow L7 wildcards, from the newest
+// pkg/policy/l4_filter_test.go (the earlier port, cilium-l4-filter.test.ts, used a
+// revision without these): TestL3Wildcarding, TestMergeAllowAllL3AndAllowAllL7 1B/1C,
+// TestEntitiesL3, TestEgressEmptyToEndpoints (case 13) and cases 14, 15, 17, 18
+// (TestDNSWildcardInDefaultAllow, TestHTTPWildcardInDefaultAllow,
+// TestDNSWildcardWithL3FilterInDefaultAllow, TestDenyRuleNoWildcardInDefaultAllow).
+// Case 16 is Kafka (not ported).
+
+t.test('TestL3Wildcarding: port 80, port 0/TCP, no ports; empty and nil FromEndpoints', async (t) => {
+  const rule = (ingress: string) => PODS + DENY_ALL_INGRESS + cnp('r', `  endpointSelector: {matchLabels: {id: a}}\n  ingress:\n${ingress}`);
+  // A1/C1: every peer on 80/TCP.
+  for (const [name, ing] of [
+    ['A1', '  - fromEndpoints: [{}]\n    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n'],
+    ['C1', '  - toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n'],
+  ] as const) {
+    const s = await compileOk({ 'p.yaml': rule(ing) });
+    t.equal(v(s, 'b', 'a', 80).allowed, true, `${name}: b on 80/TCP`);
+    t.equal(v(s, 'b', 'a', 81).allowed, false, `${name}: b on 81/TCP`);
+    t.equal(v(s, 'b', 'a', 80, undefined, 'UDP').allowed, false, `${name}: b on 80/UDP`);
+  }
+  // A2/C2: port "0" with TCP: every TCP port, no other protocol.
+  for (const [name, ing] of [
+    ['A2', '  - fromEndpoints: [{}]\n    toPorts: [{ports: [{port: "0", protocol: TCP}]}]\n'],
+    ['C2', '  - toPorts: [{ports: [{port: "0", protocol: TCP}]}]\n'],
+  ] as const) {
+    const s = await compileOk({ 'p.yaml': rule(ing) });
+    t.equal(v(s, 'b', 'a', 80).allowed, true, `${name}: b on 80/TCP`);
+    t.equal(v(s, 'b', 'a', 65535).allowed, true, `${name}: b on 65535/TCP`);
+    t.equal(v(s, 'b', 'a', 80, undefined, 'UDP').allowed, false, `${name}: b on 80/UDP`);
+  }
+  // A3: no L4 = 0/ANY: every port of every protocol.
+  const a3 = await compileOk({ 'p.yaml': rule('  - fromEndpoints: [{}]\n') });
+  for (const proto of ['TCP', 'UDP', 'SCTP'] as const) t.equal(v(a3, 'b', 'a', 4242, undefined, proto).allowed, true, `A3: b on 4242/${proto}`);
+  // B1-B3: an empty non-nil FromEndpoints selects nothing; C3: `ingress: [{}]` nothing.
+  for (const [name, ing] of [
+    ['B1', '  - fromEndpoints: []\n    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n'],
+    ['B2', '  - fromEndpoints: []\n    toPorts: [{ports: [{port: "0", protocol: TCP}]}]\n'],
+    ['B3', '  - fromEndpoints: []\n'],
+    ['C3', '  - {}\n'],
+  ] as const) {
+    const s = await compileOk({ 'p.yaml': rule(ing) });
+    t.equal(v(s, 'b', 'a', 80).allowed, false, `${name}: b on 80/TCP denied`);
+    t.equal(v(s, '8.8.8.8', 'a', 80).allowed, false, `${name}: world on 80/TCP denied`);
+  }
+});
+
+// TestEntitiesL3: toEntities [all] is a 0/ANY wildcard; TestEgressEmptyToEndpoints:
+// `toEndpoints: []` with a port allows nothing (the rule still enforces egress).
+t.test('TestEntitiesL3 / TestEgressEmptyToEndpoints', async (t) => {
+  const all = await compileOk({ 'p.yaml': PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toEntities: [all]}]\n') });
+  t.equal(v(all, 'a', '8.8.8.8', 1, undefined, 'UDP').allowed, true, 'all: world any port');
+  t.equal(v(all, 'a', 'b', 4242, undefined, 'SCTP').allowed, true, 'all: pod any port');
+  t.equal(v(all, 'a', 'host', 22).allowed, true, 'all: host');
+  const none = await compileOk({
+    'p.yaml': PODS + cnp('r', '  endpointSelector: {matchLabels: {id: a}}\n  egress: [{toEndpoints: [], toPorts: [{ports: [{port: "80", protocol: TCP}]}]}]\n'),
+  });
+  t.equal(v(none, 'a', 'b', 80).allowed, false, 'toEndpoints []: a => b 80 denied');
+  t.equal(v(none, 'a', '8.8.8.8', 80).allowed, false, 'toEndpoints []: a => world 80 denied');
+  t.equal(v(none, 'a', 'b', 80).egress?.enforced, true, 'egress enforced');
+});
+
+// Cases 14 / 17: egress default-allow (enableDefaultDeny.egress: false) with DNS rules.
+// Cilium appends matchPattern "*" to the DNS rules (still redirected, never blocks) and
+// a 0/ANY wildcard allows all other traffic (CILIUM-SEMANTICS.md §2.1).
+t.test('TestDNSWildcardInDefaultAllow / TestDNSWildcardWithL3FilterInDefaultAllow', async (t) => {
+  const rule = (peer: string) =>
+    PODS +
+    cnp(
+      'r',
+      `  endpointSelector: {matchLabels: {id: a}}
+  enableDefaultDeny: {egress: false}
+  egress:
+  - toEndpoints: [${peer}]
+    toPorts:
+    - ports: [{port: "53", protocol: UDP}]
+      rules: {dns: [{matchPattern: example.com}]}
+`,
+    );
+  const w = await compileOk({ 'p.yaml': rule('{}') });
+  t.equal(dnsQ(w, 'a', 'b', 'example.com.').allowed, true, 'case 14: example.com');
+  t.equal(dnsQ(w, 'a', 'b', 'other.org.').allowed, true, 'case 14: other names too (wildcard added)');
+  t.equal(dnsQ(w, 'a', 'b', 'other.org.').type, 'L7', 'case 14: still redirected');
+  t.equal(v(w, 'a', 'b', 443).allowed, true, 'case 14: other ports (0/ANY wildcard)');
+  t.equal(v(w, 'a', '8.8.8.8', 443).allowed, true, 'case 14: world');
+  const b = await compileOk({ 'p.yaml': rule('{matchLabels: {id1: b}}') });
+  t.equal(dnsQ(b, 'a', 'b', 'other.org.').allowed, true, 'case 17: b any name');
+  t.equal(dnsQ(b, 'a', 'b', 'other.org.').type, 'L7', 'case 17: b redirected');
+  t.equal(dnsQ(b, 'a', 'c', 'other.org.').allowed, true, 'case 17: c (0/ANY wildcard)');
+  t.equal(v(b, 'a', 'c', 443).allowed, true, 'case 17: c on 443');
+});
+
+// Case 15: ingress default-allow with HTTP rules: an empty HTTP rule is appended.
+// Case 18: the same rule with default deny: no wildcard, the rule restricts.
+t.test('TestHTTPWildcardInDefaultAllow / TestDenyRuleNoWildcardInDefaultAllow', async (t) => {
+  const rule = (dd: string) =>
+    PODS +
+    cnp(
+      'r',
+      `  endpointSelector: {matchLabels: {id: a}}
+${dd}  ingress:
+  - fromEndpoints: [{}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules: {http: [{method: GET, path: /api}]}
+`,
+    );
+  const allow = await compileOk({ 'p.yaml': rule('  enableDefaultDeny: {ingress: false}\n') });
+  t.equal(v(allow, 'b', 'a', 80, http('GET', '/api')).allowed, true, 'case 15: GET /api');
+  t.equal(v(allow, 'b', 'a', 80, PUT).allowed, true, 'case 15: PUT /x (empty rule added)');
+  t.equal(v(allow, 'b', 'a', 80, PUT).type, 'L7', 'case 15: still redirected');
+  t.equal(v(allow, 'b', 'a', 8080).allowed, true, 'case 15: other ports (0/ANY wildcard)');
+  t.equal(v(allow, '8.8.8.8', 'a', 80).allowed, true, 'case 15: world');
+  const deny = await compileOk({ 'p.yaml': rule('') });
+  t.equal(v(deny, 'b', 'a', 80, http('GET', '/api')).allowed, true, 'case 18: GET /api');
+  t.equal(v(deny, 'b', 'a', 80, PUT).allowed, false, 'case 18: PUT /x denied at L7');
+  t.equal(v(deny, 'b', 'a', 8080).allowed, false, 'case 18: other ports denied');
+});
+
+// TestMergeTLSTCPPolicy / TestMergeTLSHTTPPolicy / TestMergeTLSSNIPolicy (newest
+// l4_filter_test.go): b on 443 plain; c on 443 with terminating + originating TLS,
+// no L7 / `http: [{}]` / serverNames from two rules unioned (www.foo.com from the TLS
+// rule, www.bar.com from a rule without TLS) and merged with an `http: [{}]` port rule
+// that has no serverNames: Cilium's merged entry for c keeps ServerNames
+// {www.foo.com, www.bar.com}, so the SNI restriction applies to all of c's traffic.
+t.test('TestMergeTLSTCPPolicy / TestMergeTLSHTTPPolicy / TestMergeTLSSNIPolicy', async (t) => {
+  const tls = '      terminatingTLS: {secret: {name: tls-cert}}\n      originatingTLS: {secret: {name: tls-ca-certs}}\n';
+  const toB = '  - toEndpoints: [{matchLabels: {id1: b}}]\n    toPorts: [{ports: [{port: "443", protocol: TCP}]}]\n';
+  const toC = (extra: string) => `  - toEndpoints: [{matchLabels: {id: t}}]\n    toPorts:\n    - ports: [{port: "443", protocol: TCP}]\n${tls}${extra}`;
+  const ask = (s: PolicySnapshotImpl, to: string, extra: { sni?: string; http?: HttpAttributes } = {}) =>
+    s.decide({ src: idOf(s, 'a'), dst: idOf(s, to), port: 443, protocol: 'TCP', ...extra });
+  const rule = (egress: string) => PODS + cnp('r', `  endpointSelector: {matchLabels: {id: a}}\n  egress:\n${egress}`);
+
+  const tcp = await compileOk({ 'p.yaml': rule(toB + toC('')) });
+  t.equal(ask(tcp, 'b').allowed, true, 'TLS-TCP: b allowed');
+  t.equal(ask(tcp, 'b').egress?.terminatingTLS, undefined, 'TLS-TCP: b not intercepted');
+  t.equal(ask(tcp, 'c').allowed, true, 'TLS-TCP: c allowed');
+  t.equal(ask(tcp, 'c').egress?.terminatingTLS?.secret.name, 'tls-cert', 'TLS-TCP: c terminated with tls-cert');
+  t.equal(ask(tcp, 'c').egress?.originatingTLS?.secret.name, 'tls-ca-certs', 'TLS-TCP: c originated with tls-ca-certs');
+
+  const h = await compileOk({ 'p.yaml': rule(toB + toC('      rules: {http: [{}]}\n')) });
+  t.equal(ask(h, 'c', { http: PUT }).allowed, true, 'TLS-HTTP: c any request');
+  t.equal(ask(h, 'c', { http: PUT }).type, 'L7', 'TLS-HTTP: c redirected');
+  t.equal(ask(h, 'c', { http: PUT }).egress?.terminatingTLS?.secret.name, 'tls-cert');
+  t.equal(ask(h, 'b', { http: PUT }).type, 'L3_L4', 'TLS-HTTP: b not redirected');
+
+  const sni = await compileOk({
+    'p.yaml': rule(
+      toB +
+        toC('      serverNames: [www.foo.com]\n') +
+        `  - toEndpoints: [{matchLabels: {id: t}}]
+    toPorts:
+    - ports: [{port: "443", protocol: TCP}]
+      serverNames: [www.bar.com]
+    - ports: [{port: "443", protocol: TCP}]
+      rules: {http: [{}]}
+`,
+    ),
+  });
+  t.equal(ask(sni, 'c', { sni: 'www.foo.com', http: PUT }).allowed, true, 'SNI: c www.foo.com');
+  t.equal(ask(sni, 'c', { sni: 'www.bar.com', http: PUT }).allowed, true, 'SNI: c www.bar.com');
+  t.equal(ask(sni, 'c', { sni: 'www.baz.com', http: PUT }).allowed, false, 'SNI: c www.baz.com denied');
+  t.equal(ask(sni, 'c', { http: PUT }).allowed, false, 'SNI: c without SNI denied');
+  t.equal(ask(sni, 'c', { sni: 'www.foo.com', http: PUT }).egress?.terminatingTLS?.secret.name, 'tls-cert', 'SNI: c terminated');
+  t.equal(ask(sni, 'b', { sni: 'www.baz.com' }).allowed, true, 'SNI: b any server name');
+});
