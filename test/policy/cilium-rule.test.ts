@@ -821,3 +821,47 @@ t.test('TestMergeTLSTCPPolicy / TestMergeTLSHTTPPolicy / TestMergeTLSSNIPolicy',
   t.equal(ask(sni, 'c', { sni: 'www.foo.com', http: PUT }).egress?.terminatingTLS?.secret.name, 'tls-cert', 'SNI: c terminated');
   t.equal(ask(sni, 'b', { sni: 'www.baz.com' }).allowed, true, 'SNI: b any server name');
 });
+
+// The default-allow wildcards of cases 14-17 are decided per endpoint, not per rule:
+// Cilium's resolvePolicyLocked (pkg/policy/repository.go) builds the policyContext with
+// defaultDenyIngress = hasIngressDefaultDeny, true as soon as any rule selecting the
+// endpoint keeps default deny. So a default-allow HTTP rule next to a default-deny
+// rule restricts (no empty rule appended, no 0/ANY wildcard); and a deny rule in a
+// default-allow policy still denies (case 18's premise; CILIUM-SEMANTICS.md §2.1).
+t.test('default-allow L7 rules next to a default-deny rule; deny rules under default-allow', async (t) => {
+  const httpAllow = cnp(
+    'p1',
+    `  endpointSelector: {matchLabels: {id: a}}
+  enableDefaultDeny: {ingress: false}
+  ingress:
+  - fromEndpoints: [{}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules: {http: [{method: GET, path: /api}]}
+`,
+  );
+  const mixed = await compileOk({
+    'p.yaml': PODS + httpAllow + cnp('p2', '  endpointSelector: {matchLabels: {id: a}}\n  ingress: [{fromEndpoints: [{matchLabels: {id: t}}], toPorts: [{ports: [{port: "8080", protocol: TCP}]}]}]\n'),
+  });
+  t.equal(v(mixed, 'b', 'a', 80, http('GET', '/api')).allowed, true, 'mixed: GET /api');
+  t.equal(v(mixed, 'b', 'a', 80, PUT).allowed, false, 'mixed: PUT /x denied (no wildcard appended)');
+  t.equal(v(mixed, 'b', 'a', 8080).allowed, false, 'mixed: b on 8080 denied (no 0/ANY wildcard)');
+  t.equal(v(mixed, 'c', 'a', 8080).allowed, true, 'mixed: c on 8080');
+  const deny = await compileOk({
+    'p.yaml':
+      PODS +
+      cnp(
+        'p',
+        `  endpointSelector: {matchLabels: {id: a}}
+  enableDefaultDeny: {ingress: false}
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {id1: b}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+`,
+      ),
+  });
+  t.equal(v(deny, 'b', 'a', 80).allowed, false, 'default-allow + deny: b on 80 denied');
+  t.equal(v(deny, 'b', 'a', 80).dropReason, 'POLICY_DENY', 'by the deny rule');
+  t.equal(v(deny, 'b', 'a', 81).allowed, true, 'default-allow + deny: b on 81');
+  t.equal(v(deny, 'c', 'a', 80).allowed, true, 'default-allow + deny: c on 80');
+});
