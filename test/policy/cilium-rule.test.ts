@@ -865,3 +865,51 @@ t.test('default-allow L7 rules next to a default-deny rule; deny rules under def
   t.equal(v(deny, 'b', 'a', 81).allowed, true, 'default-allow + deny: b on 81');
   t.equal(v(deny, 'c', 'a', 80).allowed, true, 'default-allow + deny: c on 80');
 });
+
+// Protocol ANY with DNS rules (TestL4Policy's ANY expansion with an L7 parser): the
+// DNS rules apply to 53/UDP and 53/TCP alike. A port range next to an exact port
+// (l4.go keeps "80-90/TCP" and "85/TCP" as separate filters; the proxy takes every
+// rule whose range covers the port, CILIUM-SEMANTICS.md §2.3): on 85 the L4-only range
+// rule for b joins the HTTP rule, so b may send anything there (still redirected), and
+// the rest of the range stays plain L3/L4.
+t.test('ANY with DNS rules; an L7 port inside an L4-only range', async (t) => {
+  const s = await compileOk({
+    'p.yaml':
+      EGRESS_PODS +
+      cnp(
+        'dns',
+        `  endpointSelector: {matchLabels: {id: a}}
+  egress:
+  - toEndpoints: [{matchLabels: {id: bar2}}]
+    toPorts:
+    - ports: [{port: "53", protocol: ANY}]
+      rules: {dns: [{matchPattern: "*.empire.gov"}]}
+`,
+      ) +
+      cnp(
+        'range',
+        `  endpointSelector: {matchLabels: {id: a}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {id1: b}}]
+    toPorts: [{ports: [{port: "80", endPort: 90, protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {id1: b}}, {matchLabels: {id: t}}]
+    toPorts:
+    - ports: [{port: "85", protocol: TCP}]
+      rules: {http: [{method: GET, path: "/"}]}
+`,
+      ),
+  });
+  for (const proto of ['UDP', 'TCP'] as const) {
+    t.equal(dnsQ(s, 'a', 'bar2', 'death.empire.gov.', 53, proto).allowed, true, `53/${proto}: death.empire.gov`);
+    t.equal(dnsQ(s, 'a', 'bar2', 'empire.gov.', 53, proto).allowed, false, `53/${proto}: empire.gov refused`);
+    t.equal(dnsQ(s, 'a', 'bar2', 'empire.gov.', 53, proto).type, 'L7', `53/${proto}: redirected`);
+  }
+  t.equal(v(s, 'b', 'a', 85, PUT).allowed, true, 'b on 85: PUT /x (the range rule joins)');
+  t.equal(v(s, 'b', 'a', 85, PUT).type, 'L7', 'b on 85: redirected');
+  t.equal(v(s, 'c', 'a', 85, PUT).allowed, false, 'c on 85: PUT /x denied at L7');
+  t.equal(v(s, 'c', 'a', 85, GET).allowed, true, 'c on 85: GET /');
+  t.equal(v(s, 'b', 'a', 84, PUT).type, 'L3_L4', 'b on 84: plain');
+  t.equal(v(s, 'b', 'a', 90, PUT).allowed, true, 'b on 90 (range end)');
+  t.equal(v(s, 'b', 'a', 91).allowed, false, 'b on 91');
+  t.equal(v(s, 'c', 'a', 84).allowed, false, 'c on 84: the range is b\'s only');
+});
