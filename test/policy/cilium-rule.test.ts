@@ -27,6 +27,12 @@
  * TestRuleLog (l7warden's flow records carry no policy_log; reported, not asserted
  * here), the rule-origin bookkeeping of TestL3RuleLabels / TestL4RuleLabels beyond
  * "which rule allowed" (asserted through the verdict's rule reference).
+ *
+ * Two later sections cover what the earlier ports left out and the same merge
+ * questions need: the egress (DNS + HTTP) halves of repository_test.go
+ * TestWildcardL3RulesEgress / TestWildcardL4RulesEgress, and the cases of the newest
+ * l4_filter_test.go that cilium-l4-filter.test.ts's older revision lacked (port 0 and
+ * ANY, empty peer lists, default-allow L7 wildcards, TLS / SNI merging).
  */
 import t from 'tap';
 import { compileFiles, compileOk, http, pod } from '../helpers/policy-fixtures.js';
