@@ -7,7 +7,8 @@
 import type { HTTPRule, HeaderMatch, RuleRef, SecretRef } from './api.js';
 import type { HeaderAction, HttpAttributes } from './types.js';
 import { compilePattern, type CompiledPattern } from './regex.js';
-import { compileDnsRules, normalizeQName, type DnsMatcher } from './dns-pattern.js';
+import RE2 from 're2';
+import { compileDnsRules, type DnsMatcher } from './dns-pattern.js';
 import type { SecretDoc } from '../config/documents.js';
 
 /** A plain header matcher: presence, exact value, or (failed secret) never. */
@@ -164,13 +165,37 @@ export function compileDnsGroup(ref: RuleRef | undefined, rules: readonly { matc
   return { ref, matcher: compileDnsRules(rules) };
 }
 
-/** TLS serverNames (SNI): `*` within a label, leading `**.` for one or more labels, case-insensitive. */
+/**
+ * TLS serverNames (SNI), matched as cilium/proxy's SniPattern (cilium/network_policy.cc):
+ * a name without `*` is compared case-insensitively; otherwise `.` is a literal dot,
+ * a `**` label one or more whole DNS labels (wherever it stands), `*` zero or more DNS
+ * characters within one label, and `*` / `**` alone any name of DNS labels. Full match
+ * on the lowercased SNI: `example.com.`, `ex@mple.com` and `` match nothing. The
+ * patterns are validated by the loader (src/policy/parse/ports.ts) and compiled here,
+ * once per snapshot, with RE2 (linear whatever the number of `**` labels).
+ */
 export interface ServerNameMatcher {
   readonly names: readonly string[];
   test(sni: string): boolean;
 }
 
+const SNI_CHARS = '[-a-z0-9_]';
+const SNI_LABELS = `${SNI_CHARS}+(?:[.]${SNI_CHARS}+)*`;
+
 export function compileServerNames(names: readonly string[]): ServerNameMatcher {
-  const m = compileDnsRules(names.map((n) => ({ matchPattern: n })));
-  return { names, test: (sni) => m.test(normalizeQName(sni)) };
+  const exact = new Set<string>();
+  const wild: string[] = [];
+  for (const n of names) {
+    const lower = n.toLowerCase();
+    if (!lower.includes('*')) exact.add(lower);
+    else wild.push(lower === '*' ? SNI_LABELS : lower.replace(/\*\*|\*|\./g, (m) => (m === '.' ? '[.]' : m === '**' ? SNI_LABELS : `${SNI_CHARS}*`)));
+  }
+  const re = wild.length > 0 ? new RE2(`^(?:${wild.join('|')})$`) : undefined;
+  return {
+    names,
+    test: (sni) => {
+      const lower = sni.toLowerCase();
+      return exact.has(lower) || (re !== undefined && re.test(lower));
+    },
+  };
 }

@@ -114,6 +114,13 @@ function parsePortProtocol(ctx: PortContext, f: Fields, hasDNSRules: boolean): P
       return undefined;
     }
     const start = Number(port.port);
+    // Port 0 is the wildcard (every port): "0"-80 would quietly open all of them.
+    // cilium/proxy refuses the policy ("Invalid port range including the wildcard
+    // zero port", tests/cilium_network_policy_test.cc InvalidWildcardPortRange).
+    if (start === 0) {
+      f.error('endPort', `endPort ${endPort} cannot be used with port 0, the wildcard port (all ports)`);
+      return undefined;
+    }
     if (endPort < start) {
       f.error('endPort', `endPort ${endPort} must not be less than port ${start}`);
       return undefined;
@@ -214,6 +221,10 @@ function readHTTPRule(ctx: PortContext, f: Fields): HTTPRule | undefined {
 const FQDN_NAME = /^([-a-zA-Z0-9_]+[.]?)+$/;
 const FQDN_PATTERN = /^([-a-zA-Z0-9_*]+[.]?)+$/;
 const MAX_NAME = 255;
+// cilium/proxy SniPattern::isValid (cilium/network_policy.h): each label of a server
+// name is `*`, `**`, or DNS characters with single `*`s around or between them.
+// Envoy refuses the whole policy otherwise ("SniPattern: Unsupported match pattern").
+const SNI_LABEL = /^(?:\*\*?|\*?[-a-zA-Z0-9_]+(?:\*[-a-zA-Z0-9_]+)*\*?)$/;
 
 /** An FQDNSelector (toFQDNs item or DNS rule), validated. */
 export function readFQDNSelector(f: Fields): DNSRule | undefined {
@@ -354,6 +365,7 @@ export function readPortRule(ctx: PortContext, f: Fields): PortRule | undefined 
       else if (sn.length > MAX_NAME) ctx.rep.error(at, p, `must be at most ${MAX_NAME} characters`);
       else if (!/^[-a-zA-Z0-9_.*]+$/.test(sn)) ctx.rep.error(at, p, `${JSON.stringify(sn)} may only contain [-a-zA-Z0-9_.*]`);
       else if (!FQDN_PATTERN.test(sn)) ctx.rep.error(at, p, `${JSON.stringify(sn)} is not a server name pattern (empty label)`);
+      else if (!sn.replace(/[.]$/, '').split('.').every((l) => SNI_LABEL.test(l))) ctx.rep.error(at, p, `${JSON.stringify(sn)} is not a server name pattern ("**" must be a whole label, "*" not repeated within one)`);
       else if (sn.endsWith('.')) ctx.rep.error(at, p, `${JSON.stringify(sn)} must not end with "."`);
       else if (serverNames.indexOf(sn) < i) ctx.rep.error(at, p, `Duplicate value: ${JSON.stringify(sn)}`);
     });
