@@ -29,6 +29,10 @@
  */
 import t from 'tap';
 import { compileFiles, compileOk, http } from '../helpers/policy-fixtures.js';
+import { startProxy } from '../../src/cli/run.js';
+import { starWarsDir } from '../helpers/config-dir.js';
+import { startCaptureUpstream } from '../helpers/capture-upstream.js';
+import { h1Request } from '../helpers/clients.js';
 import type { PolicySnapshotImpl } from '../../src/policy/snapshot.js';
 import type { Verdict } from '../../src/policy/types.js';
 import type { TestT } from '../helpers/tap.js';
@@ -731,6 +735,75 @@ t.test('SNIPatternMatching', async (t) => {
     for (const sni of misses) {
       t.equal(ask(s, true, 43, 443, null, sni).allowed, false, `${pattern} does not match ${JSON.stringify(sni)}`);
       if (sni === '') t.equal(ask(s, true, 43, 443, null).allowed, false, `${pattern} does not match a missing SNI`);
+    }
+  }
+});
+
+/**
+ * The secret cases through the running proxy (tiefighter 127.0.0.10 → deathstar, a
+ * capture upstream as the judge): HttpPolicyUpdateToMissingSDS's REPLACE (and ADD)
+ * on a Secret that does not exist must refuse the request and must not write the
+ * header, and SecretWatchersAreDeduplicatedWithinStream's two inline fallbacks for
+ * one missing Secret stay separate.
+ */
+t.test('missing Secret values through the running proxy', async (t) => {
+  const up = await startCaptureUpstream();
+  t.teardown(() => up.close());
+  const policy = `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: { name: missing-sds }
+spec:
+  endpointSelector: { matchLabels: { org: empire, class: deathstar } }
+  ingress:
+  - fromEndpoints: [{ matchLabels: { org: empire } }]
+    toPorts:
+    - ports: [{ port: "80", protocol: TCP }]
+      rules:
+        http:
+        - path: /allowed
+        - path: /replace
+          headerMatches: [{ name: bearer-token, secret: { namespace: default, name: nonexisting-sds-secret }, mismatch: REPLACE }]
+        - path: /add
+          headerMatches: [{ name: bearer-token, secret: { namespace: default, name: nonexisting-sds-secret }, mismatch: ADD }]
+        - path: /first
+          headerMatches: [{ name: x-shared-secret, value: first-header-value, secret: { namespace: default, name: shared-header-secret } }]
+        - path: /second
+          headerMatches: [{ name: x-shared-secret, value: second-header-value, secret: { namespace: default, name: shared-header-secret } }]
+`;
+  const cfg = await starWarsDir({ upstream: up.url, policy });
+  t.teardown(cfg.cleanup);
+  const proxy = await startProxy({ configDir: cfg.dir });
+  t.teardown(() => proxy.close(0));
+  const port = proxy.listeners[0]!.address.port;
+  const TIE = '127.0.0.10';
+
+  const cases: [path: string, headers: Record<string, string>, status: number][] = [
+    ['/allowed', {}, 200],
+    ['/notallowed', {}, 403],
+    // Drop due to the missing secret, with or without the header: nothing is written.
+    ['/replace', {}, 403],
+    ['/replace', { 'bearer-token': 'anything' }, 403],
+    ['/add', {}, 403],
+    ['/add', { 'bearer-token': 'anything' }, 403],
+    // Each item keeps its own inline value.
+    ['/first', { 'x-shared-secret': 'first-header-value' }, 200],
+    ['/first', { 'x-shared-secret': 'second-header-value' }, 403],
+    ['/second', { 'x-shared-secret': 'second-header-value' }, 200],
+    ['/second', { 'x-shared-secret': 'first-header-value' }, 403],
+  ];
+  for (const [path, headers, status] of cases) {
+    const before = up.requests.length;
+    const r = await h1Request(port, { from: TIE, path, headers });
+    t.equal(r.status, status, `${path} ${JSON.stringify(headers)}: ${status}`);
+    if (status === 403) {
+      t.equal(r.body, 'Access denied\r\n', `${path}: the proxy's 403`);
+      t.equal(up.requests.length, before, `${path}: nothing reached the upstream`);
+    } else {
+      t.equal(up.requests.length, before + 1, `${path}: forwarded once`);
+      const got = up.requests[before]!;
+      t.equal(got.url, path);
+      for (const [k, v] of Object.entries(headers)) t.equal(got.headers[k], v, `${path}: ${k} forwarded as sent`);
+      t.equal(got.headers['bearer-token'], undefined, `${path}: no bearer-token added`);
     }
   }
 });
