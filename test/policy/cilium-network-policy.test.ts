@@ -191,6 +191,25 @@ t.test('OverlappingPortRanges', async (t) => {
       [44, 8080, undefined, false],
     ]);
   }
+  // Ranges ending at 65535 overlapping one ending at 65534 (the u16 overflow case,
+  // cilium/proxy b5910cd7).
+  const s = await compile(`  ingress:\n${ing([43], 32768, 65534)}${ing([44], 32768, 65535)}${ing([45], 1024, 65535)}  egress: [{}]\n`);
+  check(t, s, true, [
+    [43, 8080, undefined, false],
+    [43, 40000, undefined, true],
+    [43, 65535, undefined, false],
+    [44, 8080, undefined, false],
+    [44, 40000, undefined, true],
+    [44, 65535, undefined, true],
+    [45, 8080, undefined, true],
+    [45, 40000, undefined, true],
+    [45, 65535, undefined, true],
+  ], 'u16 max: ');
+  check(t, s, false, [
+    [43, 40000, undefined, false],
+    [44, 65535, undefined, false],
+    [45, 8080, undefined, false],
+  ], 'u16 max: ');
 });
 
 // TEST_F(CiliumNetworkPolicyTest, DuplicatePorts)
@@ -622,6 +641,19 @@ t.test('TlsPolicyUpdate', async (t) => {
     [43, 8080, 'example.com', false, false],
   ], '1st: ');
   tlsCheck(s, false, [[43, 80, '', false, false]], '1st: ');
+
+  // 2nd-4th updates: a wildcard-port deny for 43 below (precedence 0 vs 1), at and
+  // above the port-80 allow. Upstream the 2nd is allowed (the allow has the higher
+  // precedence); a CiliumNetworkPolicy has no precedence and deny wins (§2.2), so all
+  // three are the one policy below and denied.
+  s = await compile(`  ingressDeny:\n  - fromEndpoints: [{matchLabels: {id: "43"}}]\n  ingress:\n${ing([43], 80)}  egress: [{}]\n`);
+  tlsCheck(s, true, [
+    [43, 80, 'example.com', false, false],
+    [43, 80, '', false, false],
+    [40, 80, 'example.com', false, false],
+    [43, 8080, 'example.com', false, false],
+  ], 'wildcard-port deny: ');
+  tlsCheck(s, false, [[43, 80, '', false, false]], 'wildcard-port deny: ');
 
   // TLS SNI update
   s = await compile(`  ingress:\n${ing([43], 80, undefined, undefined, SN)}  egress: [{}]\n`);
