@@ -69,19 +69,23 @@ function compileHeaderMatch(
   const name = m.name.toLowerCase();
   let value: string | undefined;
   let fromSecret = false;
-  if (m.secret) {
-    value = secretValue(m.secret);
-    fromSecret = value !== undefined && value !== '';
-    if (!fromSecret) value = undefined;
-  }
-  if (value === undefined && m.value !== undefined && m.value !== '') value = m.value;
-  if (value === undefined) {
-    if (m.secret) {
-      // Secret unavailable and no fallback value: Cilium emits an inverted
-      // empty-exact matcher, which never matches, so the item can never allow.
-      return { header: { name, kind: 'never', value: '' } };
-    }
+  const fromStore = m.secret ? secretValue(m.secret) : undefined;
+  if (fromStore !== undefined && fromStore !== '') {
+    value = fromStore;
+    fromSecret = true;
+  } else if (m.value !== undefined && m.value !== '') {
+    // getSecretString: the inline value is used when the Secret gave none (missing or empty).
+    value = m.value;
+  } else if (m.secret && fromStore === undefined) {
+    // Secret unavailable and no fallback value: Cilium emits an inverted
+    // empty-exact matcher, which never matches, so the item can never allow.
+    return { header: { name, kind: 'never', value: '' } };
+  } else {
+    // No value at all, or a Secret that exists with an empty value: a presence match
+    // (getHTTPRule hands the latter to cilium-envoy as an SDS value, and
+    // HeaderMatch::allowed matches presence when that value is empty).
     value = '';
+    fromSecret = m.secret !== undefined;
   }
   if (m.mismatch !== '') return { action: { name, value, secret: fromSecret, action: m.mismatch } };
   return { header: value === '' ? { name, kind: 'present', value: '' } : { name, kind: 'exact', value } };

@@ -801,8 +801,18 @@ spec:
           headerMatches: [{ name: x-shared-secret, value: first-header-value, secret: { namespace: default, name: shared-header-secret } }]
         - path: /second
           headerMatches: [{ name: x-shared-secret, value: second-header-value, secret: { namespace: default, name: shared-header-secret } }]
+        - path: /empty-presence
+          headerMatches: [{ name: x-token, secret: { namespace: default, name: empty } }]
+        - path: /empty-replace
+          headerMatches: [{ name: x-token, secret: { namespace: default, name: empty }, mismatch: REPLACE }]
 `;
-  const cfg = await starWarsDir({ upstream: up.url, policy });
+  const emptySecret = `apiVersion: v1
+kind: Secret
+metadata: { name: empty, namespace: default }
+type: Opaque
+stringData: { token: "" }
+`;
+  const cfg = await starWarsDir({ upstream: up.url, policy, extraFiles: { 'secret.yaml': emptySecret } });
   t.teardown(cfg.cleanup);
   const proxy = await startProxy({ configDir: cfg.dir });
   t.teardown(() => proxy.close(0));
@@ -822,6 +832,10 @@ spec:
     ['/first', { 'x-shared-secret': 'second-header-value' }, 403],
     ['/second', { 'x-shared-secret': 'second-header-value' }, 200],
     ['/second', { 'x-shared-secret': 'first-header-value' }, 403],
+    // A Secret with an empty value: presence (see the engine case below).
+    ['/empty-presence', { 'x-token': 'anything' }, 200],
+    ['/empty-presence', {}, 403],
+    ['/empty-replace', { 'x-token': 'anything' }, 200],
   ];
   for (const [path, headers, status] of cases) {
     const before = up.requests.length;
@@ -832,10 +846,42 @@ spec:
       t.equal(up.requests.length, before, `${path}: nothing reached the upstream`);
     } else {
       t.equal(up.requests.length, before + 1, `${path}: forwarded once`);
-      const got = up.requests[before]!;
-      t.equal(got.url, path);
-      for (const [k, v] of Object.entries(headers)) t.equal(got.headers[k], v, `${path}: ${k} forwarded as sent`);
-      t.equal(got.headers['bearer-token'], undefined, `${path}: no bearer-token added`);
+      const got = up.requests[before];
+      t.equal(got?.url, path);
+      for (const [k, v] of Object.entries(headers)) t.equal(got?.headers[k], v, `${path}: ${k} forwarded as sent`);
+      t.equal(got?.headers['bearer-token'], undefined, `${path}: no bearer-token added`);
     }
   }
+  // REPLACE without the header writes the Secret's (empty) value.
+  const before = up.requests.length;
+  const r = await h1Request(port, { from: TIE, path: '/empty-replace' });
+  t.equal(r.status, 200, '/empty-replace without x-token: 200');
+  t.equal(up.requests[before]?.headers['x-token'], '', 'the upstream gets x-token set to the empty value');
+});
+
+/**
+ * A Secret that exists with an empty value (not in cilium_network_policy_test.cc; the
+ * same HeaderMatch::allowed path): the agent sends the match as an SDS reference
+ * (pkg/envoy xds_server.go getHTTPRule: "cilium-envoy takes care of treating this as a
+ * presence match if the secret exists with an empty value"), unless the rule has an
+ * inline `value`, which then wins (getSecretString: "Only use Value if secret was not
+ * obtained"). network_policy.cc then matches presence ("Perform presence match if the
+ * value to match is empty"), and REPLACE / ADD write the empty value.
+ */
+t.test('a Secret with an empty value is a presence match (engine)', async (t) => {
+  const secret = `---\napiVersion: v1\nkind: Secret\nmetadata: {name: empty, namespace: default}\nstringData: {token: ""}\n`;
+  const hm = (extra: string) => `[{path: /p, headerMatches: [{name: x-token, secret: {namespace: default, name: empty}${extra}}]}]`;
+  const s = await compileOk({ 'p.yaml': PODS + secret + cnp(`  ingress:\n${ing([43], 80, undefined, hm(''))}${ing([44], 80, undefined, hm(', value: inline'))}${ing([45], 80, undefined, hm(', mismatch: REPLACE'))}`) });
+  check(t, s, true, [
+    [43, 80, { ':path': '/p', 'x-token': 'anything' }, true],
+    [43, 80, { ':path': '/p', 'x-token': '' }, true],
+    [43, 80, P('/p'), false],
+    // the inline value applies when the Secret's is empty
+    [44, 80, { ':path': '/p', 'x-token': 'inline' }, true],
+    [44, 80, { ':path': '/p', 'x-token': 'anything' }, false],
+  ]);
+  const v = ask(s, true, 45, 80, P('/p'));
+  t.equal(v.allowed, true, 'REPLACE: allowed without the header');
+  t.same(v.headerActions.map((a) => [a.action, a.name, a.value, a.secret]), [['REPLACE', 'x-token', '', true]], 'and sets it to the (empty, secret) value');
+  t.same(ask(s, true, 45, 80, { ':path': '/p', 'x-token': 'x' }).headerActions, [], 'present: nothing to do');
 });
