@@ -146,6 +146,11 @@ export interface Rule {
   /** Unset means "true for a direction the rule has entries for". */
   readonly enableDefaultDeny: { readonly ingress?: boolean; readonly egress?: boolean };
   readonly description?: string;
+  /**
+   * `log.value`: free text Cilium attaches to the policy-map entries the rule
+   * creates and Hubble writes as `policy_log` (absent when unset or empty).
+   */
+  readonly log?: string;
   readonly pos: SourcePos;
 }
 

@@ -59,6 +59,7 @@ import {
 } from './l7.js';
 import {
   buildPortEntry,
+  logList,
   notEnforcedVerdict,
   type CompiledSel,
   type DirPolicy,
@@ -102,6 +103,8 @@ interface SelDraft {
   sel: PeerSelector;
   deny: boolean;
   refs: (RuleRef | undefined)[];
+  /** `log.value`s of the contributing rules (Cilium merges them into the map entry's origin). */
+  logs: string[];
   parser: L7Parser | undefined;
   http: CompiledHttpItem[];
   dns: DnsGroup[];
@@ -571,6 +574,7 @@ class Compiler {
       sel,
       deny: e?.deny ?? false,
       refs: [ref],
+      logs: e?.rule.log !== undefined ? [e.rule.log] : [],
       parser,
       http: [],
       dns: [],
@@ -638,8 +642,11 @@ class Compiler {
       checkSni(incoming, e);
       return;
     }
-    // Denies take priority over any rule.
-    if (cur.deny) return;
+    // Denies take priority over any rule; deny rules on one key merge their origins.
+    if (cur.deny) {
+      if (incoming.deny) cur.logs.push(...incoming.logs);
+      return;
+    }
     if (incoming.deny) {
       f.sels.set(sel.key, incoming);
       return;
@@ -664,6 +671,7 @@ class Compiler {
     }
     for (const n of incoming.serverNames) if (!cur.serverNames.includes(n)) cur.serverNames.push(n);
     cur.refs.push(incoming.refs[0]);
+    cur.logs.push(...incoming.logs);
     checkSni(cur, e);
     const curL7 = cur.parser !== undefined;
     const newL7 = incoming.parser !== undefined;
@@ -720,6 +728,7 @@ class Compiler {
       localhost: d.localhost,
       ref,
       refs: Object.freeze(d.refs),
+      log: logList(d.logs),
       parser,
       http,
       dns,

@@ -31,19 +31,26 @@ const NO_ACTIONS: readonly HeaderAction[] = Object.freeze([]);
 // Header actions found while deciding. decide() is synchronous, so one scratch
 // slot (reset per call) avoids allocating a callback per decision.
 let pending: HeaderAction[] | undefined;
+// The log of the map entry decideDirection's lookup matched (a frozen array of the
+// snapshot), read by decide() right after each direction: no allocation.
+let viewLog: readonly string[] | undefined;
 
 /** Decide one connection / request / DNS query. */
 export function decide(ix: DecisionIndex, q: DecisionQuery): Verdict {
   pending = undefined;
   let eg: DirectionVerdict | undefined;
   let ing: DirectionVerdict | undefined;
+  let egLog: readonly string[] | undefined;
+  let ingLog: readonly string[] | undefined;
   const egp = ix.egress.get(q.src.id);
   if (egp !== undefined) {
     eg = decideDirection(egp, q.dst, ix.known.get(q.dst.id) !== undefined, q);
+    egLog = viewLog;
   }
   const ingp = ix.ingress.get(q.dst.id);
   if (ingp !== undefined) {
     ing = decideDirection(ingp, q.src, ix.known.get(q.src.id) !== undefined, q);
+    ingLog = viewLog;
   }
   let decider: DirectionVerdict | undefined;
   let allowed = true;
@@ -72,6 +79,8 @@ export function decide(ix: DecisionIndex, q: DecisionQuery): Verdict {
     egress: eg,
     ingress: ing,
     headerActions: allowed && pending !== undefined ? pending : NO_ACTIONS,
+    egressLog: egLog,
+    ingressLog: ingLog,
   };
 }
 
@@ -82,13 +91,18 @@ export function decideDirection(
   known: boolean,
   q: DecisionQuery,
 ): DirectionVerdict {
+  viewLog = undefined;
   if (dp.open !== undefined) return dp.open;
   const table = dp.tables[q.protocol];
   const entry = lookupPort(table, q.port);
   if (entry === undefined) return dp.denied;
   const view = known ? (entry.byRemote.get(remote.id) ?? entry.wildcardView) : viewForUnknown(entry, remote);
   if (view === undefined) return dp.denied;
-  if (view.deny !== undefined) return view.deny.denyVerdict;
+  if (view.deny !== undefined) {
+    viewLog = view.denyLog;
+    return view.deny.denyVerdict;
+  }
+  viewLog = view.allowLog;
   if (view.allows.length === 0) return dp.denied;
   if (view.hasSni || view.hasHeaderActions) return decideSlow(dp, view, q);
   const l7 = view.firstL7;

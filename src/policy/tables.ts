@@ -36,6 +36,8 @@ export interface CompiledSel {
   /** The first contributing rule (deny rule, or the allow rule for L3/L4 decisions). */
   readonly ref: RuleRef | undefined;
   readonly refs: readonly (RuleRef | undefined)[];
+  /** `log.value`s of the contributing rules (logList: sorted, unique, frozen; often empty). */
+  readonly log: readonly string[];
   readonly parser: L7Parser | undefined;
   /** HTTP items (OR); includes a wildcard item when an L4-only rule merged in. */
   readonly http: readonly CompiledHttpItem[];
@@ -57,6 +59,13 @@ export interface CompiledSel {
 export interface RemoteView {
   readonly deny: CompiledSel | undefined;
   readonly allows: readonly CompiledSel[];
+  /**
+   * Log values of the map entry the datapath's lookup finds for this remote: the
+   * rules of the allows (denies) with the most specific match type, merged as
+   * Cilium merges the origins of one map key. Undefined when none has a value.
+   */
+  readonly allowLog: readonly string[] | undefined;
+  readonly denyLog: readonly string[] | undefined;
   /** Some allow carries serverNames: filter per query. */
   readonly hasSni: boolean;
   readonly hasHeaderActions: boolean;
@@ -137,13 +146,16 @@ export function lookupPort(t: ProtoTable, port: number): PortEntry | undefined {
 /** Build the view of one remote over a list of selector policies (also the run-time fallback). */
 export function makeView(sels: readonly CompiledSel[], selected: (s: CompiledSel) => boolean): RemoteView | undefined {
   let deny: CompiledSel | undefined;
+  let denies: CompiledSel[] | undefined;
   const allows: CompiledSel[] = [];
   let localhost = false;
   let redirect = false;
   for (const s of sels) {
     if (!selected(s)) continue;
-    if (s.deny) deny ??= s;
-    else {
+    if (s.deny) {
+      deny ??= s;
+      (denies ??= []).push(s);
+    } else {
       allows.push(s);
       if (s.localhost) localhost = true;
       else if (isRedirect(s)) redirect = true;
@@ -156,8 +168,9 @@ export function makeView(sels: readonly CompiledSel[], selected: (s: CompiledSel
   // the datapath prefers the redirect (bpf/lib/policy.h __policy_can_access, proxy
   // port priority) and the proxy then judges the host by the rules: the localhost
   // entry must not widen them to "anything".
-  if (localhost && redirect) return freezeView(deny, allows.filter((s) => !s.localhost));
-  return freezeView(deny, allows);
+  const denyLog = denies !== undefined && denies.some((s) => s.log.length > 0) ? entryLog(denies) : undefined;
+  if (localhost && redirect) return freezeView(deny, allows.filter((s) => !s.localhost), denyLog);
+  return freezeView(deny, allows, denyLog);
 }
 
 /** Does this selector's policy send the port to the proxy (Cilium's PerSelectorPolicy.isRedirect: L7 rules, SNI or TLS)? */
@@ -165,7 +178,7 @@ function isRedirect(s: CompiledSel): boolean {
   return s.parser !== undefined || s.sni !== undefined || s.terminatingTLS !== undefined || s.originatingTLS !== undefined;
 }
 
-function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[]): RemoteView {
+function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[], denyLog: readonly string[] | undefined): RemoteView {
   let firstL7: CompiledSel | undefined;
   let firstL4: CompiledSel | undefined;
   for (const s of allows) {
@@ -184,12 +197,52 @@ function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[]): Remot
   return Object.freeze({
     deny,
     allows: Object.freeze(allows),
+    allowLog: allows.some((s) => s.log.length > 0) ? entryLog(allows) : undefined,
+    denyLog,
     hasSni: allows.some((s) => s.sni !== undefined),
     hasHeaderActions: allows.some((s) => s.hasHeaderActions),
     firstL7,
     firstL4,
     allowL4,
   });
+}
+
+/**
+ * The log of the entry a lookup finds among `sels` (all covering one remote and
+ * port): the values of the sels with the most specific match type. The deny sels'
+ * match type is that of their (unused) allow verdict: the key they occupy.
+ */
+function entryLog(sels: readonly CompiledSel[]): readonly string[] | undefined {
+  let best = 0;
+  for (const s of sels) best = Math.max(best, MATCH_RANK[s.allowL4.matchType ?? 0]!);
+  const values: string[] = [];
+  for (const s of sels) if (MATCH_RANK[s.allowL4.matchType ?? 0] === best) values.push(...s.log);
+  return values.length > 0 ? logList(values) : undefined;
+}
+
+const EMPTY_LOG: readonly string[] = Object.freeze([]);
+const logIntern = new Map<string, readonly string[]>();
+const utf8 = new TextEncoder();
+
+/**
+ * Log values as Cilium keeps them (pkg/policy/origin.go newStringList /
+ * mergeStringList): empty values dropped, duplicates once, sorted as Go sorts
+ * strings (by UTF-8 bytes). Interned: equal lists are one frozen array.
+ */
+export function logList(values: readonly string[]): readonly string[] {
+  const set = [...new Set(values.filter((v) => v !== ''))];
+  if (set.length === 0) return EMPTY_LOG;
+  const sorted = set
+    .map((v) => ({ v, b: utf8.encode(v) }))
+    .sort((x, y) => Buffer.compare(x.b, y.b))
+    .map((x) => x.v);
+  const key = sorted.join('\x1f');
+  let l = logIntern.get(key);
+  if (l === undefined) {
+    l = Object.freeze(sorted);
+    if (logIntern.size < 65536) logIntern.set(key, l);
+  }
+  return l;
 }
 
 /** The run-time fallback for identities not known at compile time. */

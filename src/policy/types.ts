@@ -96,6 +96,16 @@ export interface Verdict {
   readonly ingress?: DirectionVerdict;
   /** headerMatches actions to apply before forwarding (empty in the common case). */
   readonly headerActions: readonly HeaderAction[];
+  /**
+   * The `log.value`s of the rules behind the policy-map entry this direction's
+   * lookup matched (Cilium's RuleMeta log, Hubble's `policy_log`): the most specific
+   * allow entry covering the peer and port, or the deny entry when a deny rule
+   * decides; every rule merged into that entry, sorted by bytes, each value once
+   * (pkg/policy/origin.go). Absent when no matched entry has a value (no entry:
+   * default deny; or a direction nothing selects). Frozen arrays of the snapshot.
+   */
+  readonly egressLog?: readonly string[];
+  readonly ingressLog?: readonly string[];
 }
 
 /** Summary counts, printed by `check`. */

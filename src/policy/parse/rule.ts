@@ -113,6 +113,7 @@ export function readRule(ctx: RuleContext, f: Fields, specIndex: number | undefi
     lf.str('source');
   }
   const log = f.map('log');
+  let logValue: string | undefined;
   if (log) {
     log.checkKnown(['value']);
     const v = log.str('value');
@@ -121,6 +122,8 @@ export function readRule(ctx: RuleContext, f: Fields, specIndex: number | undefi
     if (v !== undefined && ([...v].length > 32 || !/^\P{C}*$/u.test(v))) {
       log.error('value', 'must be at most 32 printable characters');
     }
+    // An empty value logs nothing (pkg/policy/origin.go: Logs() of "" is nil).
+    if (v) logValue = v;
   }
 
   if (f.rep.errorCount !== before) return undefined;
@@ -139,6 +142,7 @@ export function readRule(ctx: RuleContext, f: Fields, specIndex: number | undefi
     egressDeny: sections.egressDeny,
     enableDefaultDeny,
     ...(description !== undefined ? { description } : {}),
+    ...(logValue !== undefined ? { log: logValue } : {}),
     pos: f.rep.pos(f.loc),
   };
 }
