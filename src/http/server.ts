@@ -17,6 +17,7 @@ import * as http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Limits } from '../config/proxy-config.js';
 import { handleH1, handleH2, h1Reject, type EnforceContext } from './enforce.js';
+import { markConnectionRefused } from './downstream.js';
 import { handleUpgrade } from './websocket.js';
 import { StreamDeadlines } from './stream-deadline.js';
 
@@ -44,7 +45,7 @@ export function startConnectionChecks(server: http.Server): void {
  * checks started), and a header count one above the limit so Node never truncates
  * silently and the guard can answer 431.
  */
-export function createLimitedH1Server(limits: Limits): http.Server {
+export function createLimitedH1Server(limits: Limits, opts: { requireHostHeader?: boolean } = {}): http.Server {
   const h1 = http.createServer({
     maxHeaderSize: limits.maxRequestHeadersKb * 1024,
     insecureHTTPParser: false,
@@ -52,7 +53,7 @@ export function createLimitedH1Server(limits: Limits): http.Server {
     headersTimeout: limits.headersTimeoutMs,
     keepAliveTimeout: Math.min(limits.idleTimeoutMs, 60_000),
     connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(limits.headersTimeoutMs / 4))),
-    requireHostHeader: true,
+    requireHostHeader: opts.requireHostHeader ?? true,
     joinDuplicateHeaders: false,
   });
   startConnectionChecks(h1);
@@ -61,9 +62,44 @@ export function createLimitedH1Server(limits: Limits): http.Server {
   return h1;
 }
 
-const UPGRADE_REFUSED = 'HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\n400\r\n';
+/** A plain refusal written on the socket itself (no response object): status, then close. */
+function rawRefusal(status: number): string {
+  const body = `${status}\r\n`;
+  return `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`;
+}
 
-type H1Socket = Duplex & { _httpMessage?: http.ServerResponse | null };
+/**
+ * Per HTTP/1 connection: the last request the server dispatched, its response and the
+ * response before it (so a parse error can be placed in the response order), and
+ * whether a parse error was handled already.
+ */
+const LAST_REQUEST: unique symbol = Symbol('l7warden.lastRequest');
+const LAST_RESPONSE: unique symbol = Symbol('l7warden.lastResponse');
+const PREV_RESPONSE: unique symbol = Symbol('l7warden.prevResponse');
+const PARSE_FAILED: unique symbol = Symbol('l7warden.parseFailed');
+
+type H1Socket = Duplex & {
+  _httpMessage?: http.ServerResponse | null;
+  [LAST_REQUEST]?: http.IncomingMessage;
+  [LAST_RESPONSE]?: http.ServerResponse;
+  [PREV_RESPONSE]?: http.ServerResponse;
+  [PARSE_FAILED]?: boolean;
+};
+
+/**
+ * Answer `status` and close once `res` (a response pipelined ahead) is finished: its
+ * 'finish' listener runs before Node's own, so the refusal follows its last byte and
+ * nothing queued behind it is written.
+ */
+function refuseAfter(socket: Duplex, res: http.ServerResponse, status: number): void {
+  res.prependOnceListener('finish', () => {
+    if (socket.destroyed || !socket.writable) socket.destroy();
+    else socket.end(rawRefusal(status));
+  });
+  res.once('close', () => {
+    if (!res.writableFinished) socket.destroy();
+  });
+}
 
 /**
  * Node's server keeps the response it is writing on a connection in
@@ -76,11 +112,12 @@ export function responseInFlight(socket: Duplex): boolean {
 }
 
 /**
- * Let the in-flight responses finish in order, then answer the upgrade (or CONNECT) 400 and close.
+ * Let the in-flight responses finish in order, then answer the upgrade (or CONNECT,
+ * or a request the parser refused) with `status` and close.
  * Node removed its own 'drain' relay when it emitted 'upgrade'; without it a large
  * in-flight response waiting for 'drain' would stall, so it is relayed here.
  */
-export function refuseUpgradeWhenIdle(socket: Duplex): void {
+export function refuseUpgradeWhenIdle(socket: Duplex, status = 400): void {
   const s = socket as H1Socket;
   const relayDrain = () => {
     const m = s._httpMessage;
@@ -102,15 +139,24 @@ export function refuseUpgradeWhenIdle(socket: Duplex): void {
     }
     socket.off('drain', relayDrain);
     if (socket.destroyed || !socket.writable) socket.destroy();
-    else socket.end(UPGRADE_REFUSED);
+    else socket.end(rawRefusal(status));
   };
   check();
 }
 
 export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
   const limits: Limits = ctx.limits;
-  const h1 = createLimitedH1Server(limits);
+  // Security: Node's own answer to an HTTP/1.1 request without Host (400 + close)
+  // bypasses the 'request' handler, so nothing marked the connection refused and a
+  // request pipelined behind it was still decided and forwarded (Envoy
+  // IntegrationTest.PipelineInline). The guard refuses a missing Host itself (400,
+  // markConnectionRefused), HTTP/1.0 included.
+  const h1 = createLimitedH1Server(limits, { requireHostHeader: false });
   h1.on('request', (req, res) => {
+    const hs = req.socket as H1Socket;
+    hs[PREV_RESPONSE] = hs[LAST_RESPONSE];
+    hs[LAST_RESPONSE] = res;
+    hs[LAST_REQUEST] = req;
     try {
       handleH1(ctx, req, res);
     } catch {
@@ -132,10 +178,59 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
       socket.destroy();
     }
   });
-  // CONNECT is not served on an ingress listener: an explicit 400 rather than Node's silent close.
+  // CONNECT is not served on an ingress listener: an explicit 400 rather than Node's
+  // silent close, after the responses still being written on the connection (written
+  // at once, it took their place: the client read the 400 as the answer to a request
+  // that had been forwarded).
   h1.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
     socket.on('error', () => {});
-    socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\n400\r\n');
+    if (responseInFlight(socket)) refuseUpgradeWhenIdle(socket);
+    else socket.end(rawRefusal(400));
+  });
+  // A request the parser refuses (bad bytes, a header section over the limit, data after
+  // `Connection: close`). Node's default answer is written at once and the connection
+  // destroyed: behind pipelined requests that were already decided and forwarded, their
+  // responses were lost and the client read the 400 as the answer to the first of them
+  // (Envoy IntegrationTest.PipelineWithTrailers answers 200, 200, 400). Now the
+  // responses of the complete requests ahead finish in order, then the refusal:
+  //  - every request dispatched so far is complete: the error is in the next one;
+  //  - the last one is incomplete (the error is in its body or trailers) and responses
+  //    are still pending ahead of it: the refusal takes its place after the response
+  //    before it, and it is cut (its upstream request never completes);
+  //  - the last one is the one being answered: Node's default (400 if its response has
+  //    not started, the connection destroyed, which cuts its upstream request).
+  h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const s = socket as H1Socket;
+    if (s[PARSE_FAILED]) return; // a failed parser reports every later read again
+    s[PARSE_FAILED] = true;
+    markConnectionRefused(socket);
+    const code = err.code ?? '';
+    const status =
+      code === 'HPE_HEADER_OVERFLOW' ? 431
+      : code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413
+      : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408
+      : code.startsWith('HPE_') ? 400
+      : 0;
+    const last = s[LAST_REQUEST];
+    if (status !== 0 && responseInFlight(socket)) {
+      if (last === undefined || last.complete) {
+        refuseUpgradeWhenIdle(socket, status);
+        return;
+      }
+      const prev = s[PREV_RESPONSE];
+      if (s._httpMessage !== s[LAST_RESPONSE] && prev !== undefined && !prev.writableFinished) {
+        // Its upstream request waits for a body that will not come, and is cut when the
+        // connection closes (Node aborts the requests still open on it); the upstream's
+        // answer, if any, is queued behind the refusal and never written.
+        refuseAfter(socket, prev, status);
+        return;
+      }
+    }
+    const inFlight = s._httpMessage;
+    if (status !== 0 && socket.writable && (!inFlight || !inFlight.headersSent)) {
+      socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n\r\n`);
+    }
+    socket.destroy();
   });
 
   const sessions = new Set<http2.ServerHttp2Session>();
