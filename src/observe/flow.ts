@@ -14,7 +14,9 @@
  *   (Hubble's HTTP message has no gRPC fields; jq scripts ignore the extra key),
  *   plus `status` on a response the proxy answered itself (7 denied, 14 unavailable).
  * - `connection()` records a plain L3/L4 decision (a TCP connection with no HTTP):
- *   `Type: L3_L4`, event type 5 (policy verdict) or 1 (drop).
+ *   `Type: L3_L4`, event type 5 (policy verdict) or 1 (drop). Only the policy
+ *   verdict carries `policy_log` (the rules' `log.value`s), as only those are
+ *   correlated by Hubble.
  * - Destinations known by DNS name (egress) carry Hubble's `destination_names`
  *   (`source_names` on the reply).
  *
@@ -39,6 +41,7 @@ import {
   newUuid,
   numJson,
   policyFieldsJson,
+  policyLogJson,
 } from './hubble.js';
 
 export interface FlowPeer {
@@ -183,6 +186,9 @@ class HttpRecord {
     s += drop ? ',"Summary":' : reply ? ',"is_reply":true,"Summary":' : ',"is_reply":false,"Summary":';
     s += summary;
     if (v && !reply) s += policyFieldsJson(v, this.snapshot.version);
+    // Hubble correlates only policy-verdict events (pkg/policy/correlation): drop
+    // events and L7 access-log records have no policy_log.
+    if (conn && !drop && v !== undefined) s += policyLogJson(v);
     return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }

@@ -168,6 +168,61 @@ export function policyFieldsJson(v: Verdict, revision: number): string {
   return out;
 }
 
+/**
+ * Hubble's `policy_log` (flow.proto field 21006, after the `*_denied_by` fields) of
+ * a policy-verdict event for this verdict: the log of the map entry that matched
+ * (pkg/policy/correlation/correlation.go: `f.PolicyLog = info.Log`, set only on
+ * policy-verdict events that were allowed or denied by a deny rule). Our one record
+ * stands for both directions' events, as its `*_allowed_by` fields do: an allow
+ * gives the values of each enforced direction (sorted by bytes, each once), a
+ * POLICY_DENY the denying direction's. Undefined when there are none (protojson
+ * omits an empty list).
+ */
+export function policyLog(v: Verdict): readonly string[] | undefined {
+  if (!v.allowed) {
+    if (v.dropReason !== 'POLICY_DENY') return undefined;
+    return v.decidedBy === 'egress' ? v.egressLog : v.ingressLog;
+  }
+  const eg = v.egress !== undefined && v.egress.enforced && v.egress.allowed ? v.egressLog : undefined;
+  const ing = v.ingress !== undefined && v.ingress.enforced && v.ingress.allowed ? v.ingressLog : undefined;
+  if (eg === undefined || eg === ing) return ing ?? eg;
+  if (ing === undefined) return eg;
+  return mergedLog(eg, ing);
+}
+
+// Union of two directions' lists (both sorted by bytes), per pair of snapshot arrays.
+const mergedLogCache = new WeakMap<readonly string[], WeakMap<readonly string[], readonly string[]>>();
+const utf8 = new TextEncoder();
+function mergedLog(a: readonly string[], b: readonly string[]): readonly string[] {
+  let byB = mergedLogCache.get(a);
+  let m = byB?.get(b);
+  if (m !== undefined) return m;
+  m = Object.freeze(
+    [...new Set([...a, ...b])]
+      .map((v) => ({ v, b: utf8.encode(v) }))
+      .sort((x, y) => Buffer.compare(x.b, y.b))
+      .map((x) => x.v),
+  );
+  if (byB === undefined) mergedLogCache.set(a, (byB = new WeakMap()));
+  byB.set(b, m);
+  return m;
+}
+
+// `,"policy_log":[…]` per list (lists are frozen arrays of a snapshot, shared by views).
+const policyLogJsonCache = new WeakMap<readonly string[], string>();
+
+/** `policyLog(v)` as a member of the flow object, preceded by a comma ("" when there is none). */
+export function policyLogJson(v: Verdict): string {
+  const l = policyLog(v);
+  if (l === undefined || l.length === 0) return '';
+  let j = policyLogJsonCache.get(l);
+  if (j === undefined) {
+    j = ',"policy_log":' + JSON.stringify(l);
+    policyLogJsonCache.set(l, j);
+  }
+  return j;
+}
+
 let isoMs = NaN;
 let isoText = '""';
 let isoSecond = NaN;

@@ -20,6 +20,7 @@ import {
   ipVersion,
   numJson,
   policyFieldsJson,
+  policyLog,
 } from '../../src/observe/hubble.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 
@@ -90,6 +91,8 @@ function reference(line: string, f: Fields): string {
   if (reason) s += `,"drop_reason_desc":"${reason}"`;
   s += `${drop ? '' : `,"is_reply":${reply}`},"Summary":${JSON.stringify(summary)}`;
   if (v && !reply) s += policyFieldsJson(v, f.snapshot.version);
+  const log = f.kind === 2 && !drop && v ? policyLog(v) : undefined;
+  if (log && log.length > 0) s += `,"policy_log":${JSON.stringify(log)}`;
   return `${s}},"node_name":${f.node},"time":${time}}`;
 }
 
