@@ -196,3 +196,43 @@ t.test('DNS through the DNS proxy: no policy_log on queries or answers', async (
     t.ok(f.l7.type === 'RESPONSE' || f.egress_allowed_by, 'the query names its rule');
   }
 });
+
+t.test('one record for both directions: the union of the enforced directions\' lists', async (t) => {
+  const { compileOk, pod } = await import('../helpers/policy-fixtures.js');
+  const { HttpFlowRecorder } = await import('../../src/observe/flow.js');
+  const { policyLog } = await import('../../src/observe/hubble.js');
+  const cnp2 = (name: string, sel: string, body: string, log: string) =>
+    `---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: ${name}, namespace: default}\nspec:\n  endpointSelector: {matchLabels: {${sel}}}\n${body}  log: {value: ${JSON.stringify(log)}}\n`;
+  const s = await compileOk({
+    'pods.yaml': pod('a', { id: 'a' }, '172.16.0.1') + pod('b', { id: 'b' }, '172.16.0.2'),
+    'p.yaml':
+      cnp2('out', 'id: a', '  egress:\n  - toEndpoints: [{matchLabels: {id: b}}]\n    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n', 'shared') +
+      cnp2('out2', 'id: a', '  egress:\n  - toEndpoints: [{matchLabels: {id: b}}]\n    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n', 'zz-out') +
+      cnp2('in', 'id: b', '  ingress:\n  - fromEndpoints: [{matchLabels: {id: a}}]\n    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n', 'shared') +
+      cnp2('in2', 'id: b', '  ingress:\n  - fromEndpoints: [{matchLabels: {id: a}}]\n    toPorts: [{ports: [{port: "80", protocol: TCP}]}]\n', 'Ingress') +
+      cnp2('out81', 'id: a', '  egress:\n  - toEndpoints: [{matchLabels: {id: b}}]\n    toPorts: [{ports: [{port: "81", protocol: TCP}]}]\n', 'out-81') +
+      cnp2('no', 'id: b', '  ingressDeny:\n  - fromEndpoints: [{matchLabels: {id: a}}]\n    toPorts: [{ports: [{port: "81", protocol: TCP}]}]\n', 'deny-81'),
+  });
+  const a = s.identityForIP('172.16.0.1');
+  const b = s.identityForIP('172.16.0.2');
+  const v = s.decide({ src: a, dst: b, port: 80, protocol: 'TCP' });
+  t.same(v.egressLog, ['shared', 'zz-out']);
+  t.same(v.ingressLog, ['Ingress', 'shared']);
+  t.same(policyLog(v), ['Ingress', 'shared', 'zz-out'], 'union, sorted by bytes, "shared" once');
+  const denied = s.decide({ src: a, dst: b, port: 81, protocol: 'TCP' });
+  t.equal(denied.dropReason, 'POLICY_DENY');
+  t.equal(denied.decidedBy, 'ingress');
+  t.same(policyLog(denied), ['deny-81'], 'what a DROPPED policy-verdict event would carry: the denying direction\'s');
+
+  const lines: string[] = [];
+  const sink = { active: true, emit: (r: { toLine(): string }) => lines.push(r.toLine()) } as never;
+  const fr = new HttpFlowRecorder(sink, 'node');
+  fr.connection(s, { ip: '172.16.0.1', port: 40000, identity: a }, { ip: '172.16.0.2', port: 80, identity: b }, v, 'EGRESS');
+  fr.connection(s, { ip: '172.16.0.1', port: 40001, identity: a }, { ip: '172.16.0.2', port: 81, identity: b }, denied, 'EGRESS');
+  const [allowLine, denyLine] = lines;
+  t.equal(allowLine, JSON.stringify(JSON.parse(allowLine!)));
+  const flow = (JSON.parse(allowLine!) as { flow: Record<string, unknown> }).flow;
+  t.same(flow['policy_log'], ['Ingress', 'shared', 'zz-out']);
+  t.ok(flow['egress_allowed_by'] && flow['ingress_allowed_by'], 'both directions named');
+  t.notOk(denyLine!.includes('policy_log'), 'a deny is written as a drop event: no policy_log');
+});

@@ -24,8 +24,9 @@
  * rejected by l7warden (CILIUM-SEMANTICS.md, version warning). TestMatches' host rule
  * (nodeSelector policies select the node, which l7warden does not protect),
  * TestMergeListenerReference (CiliumEnvoyConfig listeners are not supported),
- * TestRuleLog (ported in policy-log.test.ts, with the verdict's egressLog), the rule-origin bookkeeping of TestL3RuleLabels / TestL4RuleLabels beyond
- * "which rule allowed" (asserted through the verdict's rule reference).
+ * TestRuleLog (ported in policy-log.test.ts, on the verdict's egressLog), the
+ * rule-origin bookkeeping of TestL3RuleLabels / TestL4RuleLabels beyond "which rule
+ * allowed" (asserted through the verdict's rule reference).
  *
  * Two later sections cover what the earlier ports left out and the same merge
  * questions need: the egress (DNS + HTTP) halves of repository_test.go
