@@ -215,9 +215,18 @@ function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[], denyLo
 function entryLog(sels: readonly CompiledSel[]): readonly string[] | undefined {
   let best = 0;
   for (const s of sels) best = Math.max(best, MATCH_RANK[s.allowL4.matchType ?? 0]!);
+  // Common case: one selector policy of that entry has values, its list is the answer.
+  let only: readonly string[] | undefined;
+  let several = false;
+  for (const s of sels) {
+    if (s.log.length === 0 || MATCH_RANK[s.allowL4.matchType ?? 0] !== best) continue;
+    if (only === undefined || only === s.log) only = s.log;
+    else several = true;
+  }
+  if (!several) return only;
   const values: string[] = [];
   for (const s of sels) if (MATCH_RANK[s.allowL4.matchType ?? 0] === best) values.push(...s.log);
-  return values.length > 0 ? logList(values) : undefined;
+  return logList(values);
 }
 
 const EMPTY_LOG: readonly string[] = Object.freeze([]);

@@ -320,3 +320,28 @@ t.test('the loader still rejects values Cilium\'s CRD rejects', async (t) => {
   t.equal(c.snapshot, undefined);
   t.match(c.loadErrors.map((e) => e.message).join('\n'), /32 printable/);
 });
+
+t.test('identities unknown at compile time (the run-time view) get the same lists', async (t) => {
+  const s = await compileOk({
+    'pods.yaml': PODS,
+    'p.yaml':
+      cnp('one', `  endpointSelector: {matchLabels: {id: a}}
+  egress:
+  - toEndpoints: [{matchLabels: {id1: b}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  log: {value: one}
+`) +
+      cnp('two', `  endpointSelector: {matchLabels: {id: a}}
+  egress:
+  - toEndpoints: [{matchLabels: {"k8s:io.kubernetes.pod.namespace": default}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  log: {value: two}
+`),
+  });
+  const fresh = s.identityForLabels(['k8s:id1=b', 'k8s:id2=new', 'k8s:io.kubernetes.pod.namespace=default']);
+  t.notOk(s.identities.has(fresh.id), 'not a compile-time identity');
+  const v = s.decide({ src: ip(s, A), dst: fresh, port: 80, protocol: 'TCP' });
+  t.equal(v.allowed, true);
+  t.same(v.egressLog, ['one', 'two']);
+  t.same(decide(s, A, B, 80).egressLog, ['one', 'two'], 'as for the known identity with the same selections');
+});
