@@ -144,61 +144,30 @@ export function refuseUpgradeWhenIdle(socket: Duplex, status = 400): void {
   check();
 }
 
-export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
-  const limits: Limits = ctx.limits;
-  // Security: Node's own answer to an HTTP/1.1 request without Host (400 + close)
-  // bypasses the 'request' handler, so nothing marked the connection refused and a
-  // request pipelined behind it was still decided and forwarded (Envoy
-  // IntegrationTest.PipelineInline). The guard refuses a missing Host itself (400,
-  // markConnectionRefused), HTTP/1.0 included.
-  const h1 = createLimitedH1Server(limits, { requireHostHeader: false });
-  h1.on('request', (req, res) => {
+/**
+ * Installed on every HTTP/1 server (ingress, egress): the order of answers on a
+ * pipelined connection survives a refusal by the parser.
+ *
+ * A request the parser refuses (bad bytes, a header section over the limit, data after
+ * `Connection: close`). Node's default answer is written at once and the connection
+ * destroyed: behind pipelined requests that were already decided and forwarded, their
+ * responses were lost and the client read the 400 as the answer to the first of them
+ * (Envoy IntegrationTest.PipelineWithTrailers answers 200, 200, 400). Now the
+ * responses of the complete requests ahead finish in order, then the refusal:
+ *  - every request dispatched so far is complete: the error is in the next one;
+ *  - the last one is incomplete (the error is in its body or trailers) and responses
+ *    are still pending ahead of it: the refusal takes its place after the response
+ *    before it, and it is cut (its upstream request never completes);
+ *  - the last one is the one being answered: Node's default (400 if its response has
+ *    not started, the connection destroyed, which cuts its upstream request).
+ */
+export function orderHttp1Refusals(h1: http.Server): void {
+  h1.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const hs = req.socket as H1Socket;
     hs[PREV_RESPONSE] = hs[LAST_RESPONSE];
     hs[LAST_RESPONSE] = res;
     hs[LAST_REQUEST] = req;
-    try {
-      handleH1(ctx, req, res);
-    } catch {
-      if (!res.headersSent) h1Reject(res, 500);
-      else res.destroy();
-    }
   });
-  h1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => {});
-    // Pipelined behind a request whose response is still being written: Node hands
-    // the socket over anyway, and a tunnel would take it mid-response. Refused.
-    if (responseInFlight(socket)) {
-      refuseUpgradeWhenIdle(socket);
-      return;
-    }
-    try {
-      handleUpgrade(ctx, req, socket, head);
-    } catch {
-      socket.destroy();
-    }
-  });
-  // CONNECT is not served on an ingress listener: an explicit 400 rather than Node's
-  // silent close, after the responses still being written on the connection (written
-  // at once, it took their place: the client read the 400 as the answer to a request
-  // that had been forwarded).
-  h1.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
-    socket.on('error', () => {});
-    if (responseInFlight(socket)) refuseUpgradeWhenIdle(socket);
-    else socket.end(rawRefusal(400));
-  });
-  // A request the parser refuses (bad bytes, a header section over the limit, data after
-  // `Connection: close`). Node's default answer is written at once and the connection
-  // destroyed: behind pipelined requests that were already decided and forwarded, their
-  // responses were lost and the client read the 400 as the answer to the first of them
-  // (Envoy IntegrationTest.PipelineWithTrailers answers 200, 200, 400). Now the
-  // responses of the complete requests ahead finish in order, then the refusal:
-  //  - every request dispatched so far is complete: the error is in the next one;
-  //  - the last one is incomplete (the error is in its body or trailers) and responses
-  //    are still pending ahead of it: the refusal takes its place after the response
-  //    before it, and it is cut (its upstream request never completes);
-  //  - the last one is the one being answered: Node's default (400 if its response has
-  //    not started, the connection destroyed, which cuts its upstream request).
   h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const s = socket as H1Socket;
     if (s[PARSE_FAILED]) return; // a failed parser reports every later read again
@@ -231,6 +200,48 @@ export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
       socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n\r\n`);
     }
     socket.destroy();
+  });
+}
+
+export function createProtocolServers(ctx: EnforceContext): ProtocolServers {
+  const limits: Limits = ctx.limits;
+  // Security: Node's own answer to an HTTP/1.1 request without Host (400 + close)
+  // bypasses the 'request' handler, so nothing marked the connection refused and a
+  // request pipelined behind it was still decided and forwarded (Envoy
+  // IntegrationTest.PipelineInline). The guard refuses a missing Host itself (400,
+  // markConnectionRefused), HTTP/1.0 included.
+  const h1 = createLimitedH1Server(limits, { requireHostHeader: false });
+  orderHttp1Refusals(h1);
+  h1.on('request', (req, res) => {
+    try {
+      handleH1(ctx, req, res);
+    } catch {
+      if (!res.headersSent) h1Reject(res, 500);
+      else res.destroy();
+    }
+  });
+  h1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {});
+    // Pipelined behind a request whose response is still being written: Node hands
+    // the socket over anyway, and a tunnel would take it mid-response. Refused.
+    if (responseInFlight(socket)) {
+      refuseUpgradeWhenIdle(socket);
+      return;
+    }
+    try {
+      handleUpgrade(ctx, req, socket, head);
+    } catch {
+      socket.destroy();
+    }
+  });
+  // CONNECT is not served on an ingress listener: an explicit 400 rather than Node's
+  // silent close, after the responses still being written on the connection (written
+  // at once, it took their place: the client read the 400 as the answer to a request
+  // that had been forwarded).
+  h1.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => {});
+    if (responseInFlight(socket)) refuseUpgradeWhenIdle(socket);
+    else socket.end(rawRefusal(400));
   });
 
   const sessions = new Set<http2.ServerHttp2Session>();

@@ -25,7 +25,7 @@
  * Source identity: the listener's `sourceIdentity` methods (PROXY source, else the
  * peer address in the IP cache). The snapshot is read once per request / tunnel.
  */
-import { createLimitedH1Server } from '../http/server.js';
+import { createLimitedH1Server, orderHttp1Refusals } from '../http/server.js';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as http from 'node:http';
@@ -134,7 +134,12 @@ export class EgressListenerServer {
       upstreams: this.#upstreams,
     };
     const limits = deps.limits;
-    const h1 = createLimitedH1Server(limits);
+    // Missing Host is the guard's 400 (which marks the connection refused), not Node's:
+    // Node's bypassed the handler and a request pipelined behind it was forwarded.
+    const h1 = createLimitedH1Server(limits, { requireHostHeader: false });
+    // Parse errors (408 slow headers, 431 oversized headers, 400 otherwise) are answered
+    // after the responses still owed on the connection (http/server.ts).
+    orderHttp1Refusals(h1);
     h1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       try {
         handleEgressRequest(this.#ctx, req, res);
@@ -156,12 +161,6 @@ export class EgressListenerServer {
       // Behind a response still being written: answered after it, not in its middle.
       if (responseInFlight(socket)) refuseUpgradeWhenIdle(socket);
       else rawReply(socket, 400, 'upgrade is not served on the egress listener\r\n');
-    });
-    h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      // As the ingress listener answers: slow headers 408, oversized headers 431.
-      const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-      if (socket.writable) rawReply(socket, status, `${status}\r\n`);
-      else socket.destroy();
     });
     this.#http = h1;
     this.#net = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#onConnection(s));
