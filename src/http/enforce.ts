@@ -13,7 +13,7 @@ import type { Endpoint, Identity } from '../identity/identity.js';
 import type { PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
 import type { HttpFlowRecorder, FlowPeer, HttpFlowInfo } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from './canonical-path.js';
-import { checkH1, checkH2, forwardHeaders, RequestAttributes, type RequestFacts } from './request-guard.js';
+import { checkH1, checkH2, decisionHeaders, forwardHeaders, RequestAttributes, type RequestFacts } from './request-guard.js';
 import { H1Downstream, H2Downstream, connectionRefused, markConnectionRefused, type Downstream } from './downstream.js';
 import { countBody } from './relay-body.js';
 import type { H1Upstream, ForwardResult } from '../upstream/h1.js';
@@ -234,7 +234,7 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     return;
   }
   const src = sourceIdentity(ctx, conn, snap);
-  const attrs = new RequestAttributes(p.method, p.path, p.authority, p.raw);
+  const attrs = new RequestAttributes(p.method, p.path, p.authority, decisionHeaders(p.raw, p.facts.connectionNominated));
   let v: Verdict;
   try {
     v = snap.decide(
@@ -466,7 +466,8 @@ export function decideUpgrade(ctx: EnforceContext, req: IncomingMessage): Upgrad
   const ep = endpointOf(ctx, snap);
   if (!ep) return { kind: 'reject', status: 500 };
   const src = sourceIdentity(ctx, conn, snap);
-  const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: new RequestAttributes(method, canon.path, authority, req.rawHeaders) });
+  const attrs = new RequestAttributes(method, canon.path, authority, decisionHeaders(req.rawHeaders, facts.connectionNominated));
+  const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: attrs });
   const flowsOn = ctx.flows.active;
   const ps = conn.proxySrc;
   const srcPeer: FlowPeer = { ip: ps ? ps.ip : conn.remoteIp, port: ps ? ps.port : conn.remotePort, identity: src };

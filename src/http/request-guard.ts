@@ -270,20 +270,40 @@ export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * The header fields a decision may see: the request's, without those the client
+ * nominated in `Connection` (hop-by-hop: `forwardHeaders` drops them). Seen by the
+ * policy, a nominated field satisfied a header rule and never reached the upstream,
+ * which then got a request without the field it was allowed for.
+ */
+export function decisionHeaders(raw: readonly string[], nominated: ReadonlySet<string> | undefined): readonly string[] {
+  if (nominated === undefined || nominated.size === 0) return raw;
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    if (!nominated.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+/**
  * Lazy header lookup over a raw header array: the policy calls `header(name)` only
  * for rules with headerMatches, so nothing is built for the common request.
  * Several values are joined with "," and the whole list is matched (SECURITY.md §1.5),
  * exactly as Envoy's HeaderUtility::getAllOfHeaderAsString does for Cilium's `headers`
  * and `headerMatches` (separator ","): a policy value "a,b" matches the two fields
  * `a` and `b`, and neither field alone.
+ * `cookie` is the exception: its fields are joined with "; ", the value
+ * `forwardHeaders` sends upstream, and the one Envoy's HTTP/2 codec builds from
+ * cookie crumbs before any matcher runs (reconstituteCrumbledCookies, RFC 9113
+ * §8.2.3). Joined with "," the decision saw a value ("a=b,c=d") the upstream never got.
  */
 export function rawHeaderLookup(raw: readonly string[]): (name: string) => string | undefined {
   return (name: string) => {
+    const sep = name === 'cookie' ? '; ' : ',';
     let v: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
       if (n.length !== name.length || n.toLowerCase() !== name) continue;
-      v = v === undefined ? raw[i + 1]! : v + ',' + raw[i + 1]!;
+      v = v === undefined ? raw[i + 1]! : v + sep + raw[i + 1]!;
     }
     return v;
   };

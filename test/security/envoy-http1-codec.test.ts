@@ -51,6 +51,7 @@ spec:
         http:
         - { method: "GET", path: "/public(/.*)?" }
         - { method: "POST", path: "/public/upload" }
+        - { method: "GET", path: "/tenant", headers: ["X-Tenant: a"] }
 `;
 
 let proxy: RunningProxy;
@@ -574,6 +575,21 @@ table('header fields', [
     why: 'nominated headers are hop-by-hop and are dropped before forwarding (RFC 9110 §7.6.1), so their number changes nothing the upstream sees; the drop itself is asserted below',
   },
 ]);
+
+// A header rule is decided on what the upstream gets: a header the client nominates in
+// Connection is hop-by-hop and dropped, so it cannot be what satisfied the rule (Envoy
+// keeps nominated headers and forwards them, deciding and forwarding the same fields).
+t.test('a Connection-nominated header does not satisfy a header rule [Http1ServerConnectionImplTest.SketchyConnectionHeader]', async (t) => {
+  const before = up.requests.length;
+  const ok = await exchange(`GET /tenant HTTP/1.1\r\n${H}X-Tenant: a\r\n\r\n`);
+  t.same(ok.responses.map((r) => r.status), [200], 'the rule matches the header');
+  t.equal(up.requests[before]?.headers['x-tenant'], 'a', 'and the upstream gets it');
+  const mid = up.requests.length;
+  const hop = await exchange(`GET /tenant HTTP/1.1\r\n${H}Connection: x-tenant\r\nX-Tenant: a\r\n\r\n`);
+  t.same(hop.responses.map((r) => r.status), [403], 'nominated, it is not forwarded, so it cannot allow the request');
+  await upstreamSettled(mid);
+  t.equal(up.requests.length, mid, 'nothing upstream');
+});
 
 t.test('Connection-nominated headers are not forwarded [Http1ServerConnectionImplTest.SketchyConnectionHeader]', async (t) => {
   const before = up.requests.length;
