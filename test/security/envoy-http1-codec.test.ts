@@ -571,14 +571,25 @@ table('header fields', [
     bytes: `${GET}Connection: a,b,c,d,e,f,g,h,i,j,k,l,m\r\na: 1\r\nm: 2\r\nx-kept: yes\r\n\r\n`,
     status: [200],
     fwd: [{ req: 'GET /public', headers: { 'x-kept': 'yes' } }],
-    envoyOutcome: '400 (more than 10 nominated headers)',
-    why: 'nominated headers are hop-by-hop and are dropped before forwarding (RFC 9110 §7.6.1), so their number changes nothing the upstream sees; the drop itself is asserted below',
+    envoyOutcome: '400 (10 or more nominated headers, sanitizeConnectionHeader)',
+    why: 'nominated headers are hop-by-hop and are dropped before forwarding and before the decision (RFC 9110 §7.6.1), so their number changes nothing the upstream or the policy sees; asserted below',
+  },
+  {
+    envoy: 'Http1ServerConnectionImplTest.SketchyConnectionHeader (sanitizeConnectionHeader: X-Forwarded-* nominated)',
+    name: 'Connection nominating X-Forwarded-For',
+    bytes: `${GET}Connection: x-forwarded-for\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n`,
+    status: [200],
+    fwd: [{ req: 'GET /public', headers: { 'x-forwarded-for': TIE } }],
+    envoyOutcome: '400 (nominating X-Forwarded-For/-Host/-Proto could hide where a request came from)',
+    why: "the client's X-Forwarded-* are dropped and X-Forwarded-For is set from the proxy's own view whatever Connection says (docs/http.md), so the nomination hides nothing",
   },
 ]);
 
 // A header rule is decided on what the upstream gets: a header the client nominates in
-// Connection is hop-by-hop and dropped, so it cannot be what satisfied the rule (Envoy
-// keeps nominated headers and forwards them, deciding and forwarding the same fields).
+// Connection is hop-by-hop and dropped, so it cannot be what satisfied the rule. Envoy
+// removes nominated headers in the codec (source/common/http/utility.cc
+// sanitizeConnectionHeader, called before the filter chain), so Cilium's filter never
+// sees them either.
 t.test('a Connection-nominated header does not satisfy a header rule [Http1ServerConnectionImplTest.SketchyConnectionHeader]', async (t) => {
   const before = up.requests.length;
   const ok = await exchange(`GET /tenant HTTP/1.1\r\n${H}X-Tenant: a\r\n\r\n`);
