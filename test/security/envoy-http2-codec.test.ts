@@ -280,6 +280,14 @@ t.test('pseudo-headers (RFC 9113 §8.3; Envoy: nghttp2 in codec_impl.cc, CheckRe
   refusedByCodec(t, 'unknown pseudo-header :foo', await raw([H(get([[':foo', 'bar']]))]), PROTOCOL_ERROR);
   refusedByCodec(t, ':status in a request', await raw([H(get([[':status', '200']]))]), PROTOCOL_ERROR);
   refusedByCodec(t, 'pseudo-header after a regular one', await raw([H([[':method', 'GET'], [':scheme', 'http'], ['x-case', 'order'], [':path', '/public'], [':authority', 'deathstar']])]), PROTOCOL_ERROR);
+  // :scheme is never decided on nor forwarded (the upstream's scheme is configured,
+  // x-forwarded-proto comes from the connection), so a scheme Envoy's
+  // HeaderUtility::schemeIsValid would not take (only http and https) changes nothing:
+  // the request is decided and forwarded as on `http`.
+  const sch = await raw([H([[':method', 'GET'], [':scheme', 'ftp'], [':path', '/public'], [':authority', 'deathstar'], ['x-case', 'scheme-ftp']])]);
+  forwarded(t, ':scheme ftp', sch, (c) => t.equal(c.headers['x-forwarded-proto'], 'http', 'x-forwarded-proto from the connection'));
+  const https = await raw([H([[':method', 'GET'], [':scheme', 'https'], [':path', '/public'], [':authority', 'deathstar'], ['x-case', 'scheme-https']])]);
+  forwarded(t, ':scheme https on cleartext', https, (c) => t.equal(c.headers['x-forwarded-proto'], 'http', 'the client cannot claim TLS'));
   // Neither :authority nor host: nghttp2 (Envoy's codec and Node's) resets the stream;
   // behind it Envoy's HCM would answer 400 (missing_host_header, conn_manager_impl.cc),
   // and so would l7warden's guard (checkH2 'missing :authority').
@@ -447,6 +455,13 @@ t.test('header list limits (ManyRequestHeadersInvokeResetStream, LargeRequestHea
   // Envoy resets the stream over 100 fields or 60 KB. DELIBERATE DIFFERENCE: l7warden
   // answers 431 up to nghttp2's own pair limit (SPEC.md Outcomes: "Headers too large /
   // too many: 431", the same answer as on HTTP/1); past it nghttp2 resets.
+  // ManyRequestHeadersInvokeResetStream sends the 4 pseudo-headers and 100 more fields:
+  // Envoy counts pseudo-headers against its 100 and resets. l7warden counts the regular
+  // fields only (as on HTTP/1, where the request line is not a field): 100 pass, each
+  // reaches the upstream. Harmless difference of 4 fields, the same count on both
+  // protocols.
+  const hundred: [string, string][] = Array.from({ length: 100 }, (_, i) => [`x-h${i}`, 'v']);
+  forwarded(t, '100 fields after the pseudo-headers', await raw([H(get(hundred))]), (c) => t.equal(names(c).length, 100, 'all 100 forwarded'));
   const many: [string, string][] = Array.from({ length: 101 }, (_, i) => [`x-h${i}`, 'v']);
   refusedWith(t, '101 fields', await raw([H(get(many))]), 431);
   const lots: [string, string][] = Array.from({ length: 150 }, (_, i) => [`x-h${i}`, 'v']);
