@@ -23,7 +23,7 @@ import type { Identity } from '../identity/identity.js';
 import type { TLSContext } from '../policy/api.js';
 import type { HeaderAction, HttpAttributes, PolicySnapshot, Verdict } from '../policy/types.js';
 import type { DnsProxy } from '../dns/server.js';
-import type { ProxyHeader } from '../listeners/proxy-protocol.js';
+import { isUnicastIP, type ProxyHeader } from '../listeners/proxy-protocol.js';
 import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from '../http/canonical-path.js';
 import { checkH1, decisionHeaders, forwardHeaders, RequestAttributes, type RequestFacts } from '../http/request-guard.js';
@@ -174,6 +174,13 @@ function plainReply(ds: Downstream, status: number, close: boolean, body: string
   ds.end();
 }
 
+/**
+ * A destination that is not a unicast address (0.0.0.0 and :: in any spelling, a
+ * DNS answer of 0.0.0.0, multicast, broadcast) is never allowed: to the policy it is
+ * `world`, but a connect() to 0.0.0.0 or :: reaches this host's own loopback.
+ */
+const NOT_UNICAST: Verdict = Object.freeze({ allowed: false, type: 'L3_L4', dropReason: 'POLICY_DENIED', decidedBy: 'egress', headerActions: [] }) as Verdict;
+
 /** Pick the first candidate IP the policy allows; else the first IP's denial. */
 export function decideIps(
   snap: PolicySnapshot,
@@ -187,7 +194,7 @@ export function decideIps(
   for (let i = 0; i < ips.length && i < 64; i++) {
     const ip = ips[i]!;
     const dst = snap.identityForIP(ip);
-    const v = snap.decide({ src, dst, port, protocol: 'TCP', ...(http ? { http } : {}), ...(sni ? { sni } : {}) });
+    const v = isUnicastIP(ip) ? snap.decide({ src, dst, port, protocol: 'TCP', ...(http ? { http } : {}), ...(sni ? { sni } : {}) }) : NOT_UNICAST;
     if (v.allowed) return { ip, dst, v };
     first ??= { ip, dst, v };
   }

@@ -73,8 +73,11 @@ export interface EgressDeps {
   readonly resolver: () => DnsProxy | undefined;
 }
 
+/** An IPv4-mapped IPv6 address as its IPv4 address, whichever way it is written (::ffff:7f00:1 too). */
 function stripV4Mapped(a: string): string {
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+  if (!a.startsWith('::ffff:')) return a;
+  const n = normalizeIP(a);
+  return n !== undefined && net.isIPv4(n) ? n : a;
 }
 
 function statusLine(status: number): string {

@@ -11,10 +11,12 @@
  * Strictness: v1 at most 107 bytes with exact single-space syntax and valid
  * addresses/ports; v2 version 2, known command/family/transport, the declared
  * length within `maxV2Bytes`, address block and every TLV inside the declared
- * length (TLVs are framed and skipped, not interpreted).
+ * length (TLVs are framed and skipped, not interpreted). Both addresses must be
+ * unicast (see isUnicastIP), as Envoy's proxy_protocol filter requires.
  */
 import { isIPv4, isIPv6, type Socket } from 'node:net';
 import { WardenError } from '../core/errors.js';
+import { normalizeIP } from '../identity/ipcache.js';
 
 export interface ProxyAddress {
   readonly address: string;
@@ -52,6 +54,30 @@ export const DEFAULT_V2_MAX_BYTES = 2048;
 
 function fail(message: string): WardenError {
   return new WardenError('L7W_ERR_PROXY_PROTOCOL', message);
+}
+
+/**
+ * A unicast address: not unspecified (0.0.0.0, ::), not multicast (224.0.0.0/4,
+ * ff00::/8), not the broadcast 255.255.255.255, in any spelling (an IPv4-mapped
+ * address is its IPv4 address). Envoy refuses a PROXY header naming anything else
+ * (proxy_protocol.cc isUnicastAddress; proxy_protocol_test.cc InvalidSrcAddress,
+ * InvalidDstAddress). It matters beyond form: 0.0.0.0 and :: are "world" to the
+ * policy but a connect() to them reaches this host's own loopback.
+ */
+export function isUnicastIP(a: string): boolean {
+  const n = normalizeIP(a);
+  if (n === undefined) return false;
+  if (n.includes('.')) {
+    const first = Number(n.slice(0, n.indexOf('.')));
+    return n !== '0.0.0.0' && n !== '255.255.255.255' && (first < 224 || first > 239);
+  }
+  // 32 hex digits.
+  return !/^0+$/.test(n) && !n.startsWith('ff');
+}
+
+function unicastOrFail(a: ProxyAddress, what: string): ProxyAddress {
+  if (!isUnicastIP(a.address)) throw fail(`PROXY: ${what} ${a.address} is not a unicast address`);
+  return a;
 }
 
 /** Result of feeding bytes: a header, or how many bytes are still needed at least. */
@@ -120,8 +146,8 @@ function parseV1(buf: Buffer): ParseResult {
     header: {
       version: 1,
       command: 'PROXY',
-      source: { address: norm(src), port: parsePort(sport) },
-      destination: { address: norm(dst), port: parsePort(dport) },
+      source: unicastOrFail({ address: norm(src), port: parsePort(sport) }, 'source'),
+      destination: unicastOrFail({ address: norm(dst), port: parsePort(dport) }, 'destination'),
       tlvs: [],
       rest,
     },
@@ -179,6 +205,8 @@ function parseV2(buf: Buffer, maxV2Bytes: number): ParseResult {
       destination = { address: ipv6FromBytes(body.subarray(16, 32)), port: body.readUInt16BE(34) };
     }
     // UNSPEC / UNIX: no IP addresses to report; the caller uses the socket's.
+    if (source) unicastOrFail(source, 'source');
+    if (destination) unicastOrFail(destination, 'destination');
   } else {
     // LOCAL: "the receiver must accept this connection as valid and must use the real
     // connection endpoints and discard the protocol block including the family".

@@ -59,7 +59,8 @@ t.test('v1: TCP4, TCP6, UNKNOWN; bytes after the header preserved', async (t) =>
   t.same(u.rest, Buffer.from('X'));
   t.ok(header(v1('PROXY UNKNOWN\r\n')));
   // Exactly 107 bytes (the maximum) is accepted.
-  const max = 'PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n';
+  // (2001:…, not ffff:…: ff00::/8 is multicast, refused as Envoy does.)
+  const max = 'PROXY TCP6 2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff 2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n';
   t.equal(max.length, 104);
   t.ok(header(v1(max)));
   t.ok(header(v1(`PROXY UNKNOWN ${'x'.repeat(107 - 16)}\r\n`)), '107 bytes with UNKNOWN');
@@ -95,6 +96,10 @@ t.test('v1: malformed headers are rejected', async (t) => {
     ['oversized', `PROXY UNKNOWN ${'x'.repeat(200)}\r\n`, /within 107/],
     ['108 bytes', `PROXY UNKNOWN ${'x'.repeat(108 - 16)}\r\n`, /within 107/],
     ['UTF-8', 'PROXY TCP4 1.2.3.4 5.6.7.8 80 8\u00e91\r\n', /invalid byte/],
+    // Envoy proxy_protocol_test.cc InvalidSrcAddress / InvalidDstAddress: unicast only.
+    ['multicast source', 'PROXY TCP4 230.0.0.1 5.6.7.8 80 81\r\n', /source 230\.0\.0\.1 is not a unicast/],
+    ['0.0.0.0 destination', 'PROXY TCP4 1.2.3.4 0.0.0.0 80 81\r\n', /destination 0\.0\.0\.0 is not a unicast/],
+    [':: destination', 'PROXY TCP6 ::1 :: 80 81\r\n', /not a unicast/],
   ];
   for (const [name, input, re] of bad) {
     const buf = typeof input === 'string' ? Buffer.from(input, name === 'UTF-8' ? 'utf8' : 'latin1') : input;
@@ -150,6 +155,7 @@ t.test('v2: malformed, truncated and oversized headers are rejected', async (t) 
     ['TLV overrun', v2({ body: Buffer.concat([addr, Buffer.from([0x01, 0x00, 0x05, 0x61])]) }), /overruns/],
     ['TLV header truncated', v2({ body: Buffer.concat([addr, Buffer.from([0x01, 0x00])]) }), /truncated TLV/],
     ['oversized', v2({ len: 4000 }), /exceeds the 2048-byte limit/],
+    ['broadcast destination', v2({ body: inet4([1, 2, 3, 4], [255, 255, 255, 255], 1, 2) }), /not a unicast/],
     ['signature', Buffer.concat([Buffer.from('\r\n\r\n\x00\r\nQUIZ\n'), Buffer.alloc(8)]), /signature/],
     ['signature early', Buffer.from('\r\n\r\nX'), /signature/],
   ];
