@@ -234,7 +234,11 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     return;
   }
   const src = sourceIdentity(ctx, conn, snap);
-  const attrs = new RequestAttributes(p.method, p.path, p.authority, decisionHeaders(p.raw, p.facts.connectionNominated));
+  const ps = conn.proxySrc;
+  const useH2 = ctx.h2 !== undefined && (ctx.h1 === undefined || p.grpc);
+  const forwardedFor = ps ? ps.ip : conn.remoteIp;
+  const forwardedProto = conn.tls ? 'https' : 'http';
+  const attrs = new RequestAttributes(p.method, p.path, p.authority, decisionHeaders(p.raw, p.facts.connectionNominated), forwardedFor, forwardedProto, useH2);
   let v: Verdict;
   try {
     v = snap.decide(
@@ -267,13 +271,11 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
     if (flowsOn) ctx.flows.response(snap, srcPeer!, dstPeer!, info!, v.type, grpcDeny ? 200 : 403, p.start, grpcDeny ? 7 : undefined);
     return;
   }
-  const ps = conn.proxySrc;
-  const useH2 = ctx.h2 !== undefined && (ctx.h1 === undefined || p.grpc);
   const headers = forwardHeaders(p.raw, {
     keepTeTrailers: useH2,
     websocket: false,
-    forwardedFor: ps ? ps.ip : conn.remoteIp,
-    forwardedProto: conn.tls ? 'https' : 'http',
+    forwardedFor,
+    forwardedProto,
     ...(p.facts.connectionNominated ? { nominated: p.facts.connectionNominated } : {}),
   });
   if (v.headerActions.length > 0) applyHeaderActions(headers, v.headerActions);
@@ -466,10 +468,10 @@ export function decideUpgrade(ctx: EnforceContext, req: IncomingMessage): Upgrad
   const ep = endpointOf(ctx, snap);
   if (!ep) return { kind: 'reject', status: 500 };
   const src = sourceIdentity(ctx, conn, snap);
-  const attrs = new RequestAttributes(method, canon.path, authority, decisionHeaders(req.rawHeaders, facts.connectionNominated));
+  const ps = conn.proxySrc;
+  const attrs = new RequestAttributes(method, canon.path, authority, decisionHeaders(req.rawHeaders, facts.connectionNominated), ps ? ps.ip : conn.remoteIp, conn.tls ? 'https' : 'http');
   const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: attrs });
   const flowsOn = ctx.flows.active;
-  const ps = conn.proxySrc;
   const srcPeer: FlowPeer = { ip: ps ? ps.ip : conn.remoteIp, port: ps ? ps.port : conn.remotePort, identity: src };
   const dstPeer: FlowPeer = { ip: ep.ips[0] ?? ctx.upstreamIp, port: ctx.port, identity: ep.identity };
   const info: HttpFlowInfo = { method, url: `${conn.tls ? 'https' : 'http'}://${authority}${canon.path}`, protocol: 'HTTP/1.1', headers: req.rawHeaders };

@@ -313,6 +313,17 @@ export function rawHeaderLookup(raw: readonly string[]): (name: string) => strin
  * The request as the policy sees it (`HttpAttributes`): method, canonical path and
  * authority are given; header values are looked up lazily from the raw headers, so
  * a rule without header matchers never builds the lookup.
+ *
+ * Security: a header rule sees the fields the upstream gets, as `forwardHeaders`
+ * writes them, not the client's. Fields the proxy drops (hop-by-hop, `Expect`,
+ * `x-envoy-*`, `proxy-*`, the client's `X-Forwarded-*`, `Forwarded`, `X-Real-IP`)
+ * are absent, and `X-Forwarded-For` / `-Proto` are the proxy's own values, or absent
+ * where it sends none (egress). Before, a rule on `x-forwarded-for: 10.9.9.9` was
+ * satisfied by a client claiming that address, and the upstream got the request with
+ * the proxy's value instead (found by the Envoy HTTP/2 differential, 717072d). Envoy
+ * decides after its connection manager has rewritten these fields, so its filter sees
+ * what it forwards too. `Host` stays visible: it is forwarded as the authority.
+ * Connection-nominated fields are removed by `decisionHeaders` before this.
  */
 export class RequestAttributes implements HttpAttributes {
   #lookup: ((n: string) => string | undefined) | undefined;
@@ -321,8 +332,30 @@ export class RequestAttributes implements HttpAttributes {
     readonly path: string,
     readonly host: string,
     private readonly raw: readonly string[],
+    /** The X-Forwarded-For the proxy sends (undefined: none is sent). */
+    private readonly forwardedFor?: string,
+    /** The X-Forwarded-Proto the proxy sends (undefined: none is sent). */
+    private readonly forwardedProto?: string,
+    /** `TE: trailers` is forwarded (toward an HTTP/2 upstream). */
+    private readonly keepTeTrailers = false,
   ) {}
   header(name: string): string | undefined {
+    if (name === 'x-forwarded-for') return this.forwardedFor;
+    if (name === 'x-forwarded-proto') return this.forwardedProto;
+    if (name !== 'host' && (HOP_BY_HOP.has(name) || isDroppedByPrefix(name) || name === 'expect')) {
+      return name === 'te' && this.keepTeTrailers ? forwardedTe(this.raw) : undefined;
+    }
     return (this.#lookup ??= rawHeaderLookup(this.raw))(name);
   }
+}
+
+/** The `te` value forwardHeaders sends with keepTeTrailers: one `trailers` per field that says so. */
+function forwardedTe(raw: readonly string[]): string | undefined {
+  let v: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length !== 2 || n.toLowerCase() !== 'te' || raw[i + 1]!.trim().toLowerCase() !== 'trailers') continue;
+    v = v === undefined ? 'trailers' : v + ',trailers';
+  }
+  return v;
 }
