@@ -37,7 +37,6 @@ import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { DnsProxy } from '../dns/server.js';
 import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import type { Identity } from '../identity/identity.js';
-import { isValidAuthority } from '../http/canonical-path.js';
 import { DENY_BODY } from '../http/enforce.js';
 import { connectionRefused } from '../http/downstream.js';
 import { refuseUpgradeWhenIdle, responseInFlight } from '../http/server.js';
@@ -52,6 +51,7 @@ import {
   decideIps,
   egressConnOf,
   handleEgressRequest,
+  isDialAuthority,
   resolveFailureStatus,
   sourceOf,
   splitAuthority,
@@ -292,8 +292,18 @@ export class EgressListenerServer {
       rawReply(socket, 431, '431\r\n');
       return;
     }
+    // A CONNECT has no content (RFC 9110 §9.3.6): with Transfer-Encoding or a non-zero
+    // Content-Length, the bytes after the head are a body to one parser and tunnel data
+    // to another. Envoy answers 501 (integration_test.cc ConnectWithTEChunked): 400 here.
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const n = req.rawHeaders[i]!.toLowerCase();
+      if (n === 'transfer-encoding' || (n === 'content-length' && Number(req.rawHeaders[i + 1]) !== 0)) {
+        rawReply(socket, 400, 'CONNECT with a body\r\n');
+        return;
+      }
+    }
     const target = req.url ?? '';
-    if (!isValidAuthority(target)) {
+    if (!isDialAuthority(target)) {
       rawReply(socket, 400, 'CONNECT needs host:port\r\n');
       return;
     }
