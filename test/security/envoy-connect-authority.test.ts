@@ -283,6 +283,7 @@ t.test('Url.ParsingTest forms: with and without port, ?, query, IPv4, IPv6, name
   t.same(await forward(`http://web.test:${WP}/ok/name`, [`web.test:${WP}`]), { status: 200, reached: [`web.test:${WP} /ok/name`] });
   t.same(await forward(`http://WEB.TEST:${WP}/ok/upper`, [`web.test:${WP}`]), { status: 200, reached: [`web.test:${WP} /ok/upper`] }, 'host case-insensitive against Host');
   t.same(await forward(`http://[::ffff:127.0.0.82]:${WP}/ok/mapped`, [`[::ffff:127.0.0.82]:${WP}`]), { status: 200, reached: [`[::ffff:127.0.0.82]:${WP} /ok/mapped`] }, 'mapped IPv6 = the IPv4 address');
+  t.same(await forward(`http://web.test.:${WP}/ok/dot`, [`web.test.:${WP}`]), { status: 200, reached: [`web.test.:${WP} /ok/dot`] }, 'a trailing dot is the same name (toFQDNs web.test)');
   t.same(await forward(`http://${A}/admin`, [A]), { status: 403, reached: [] }, 'path rule still applies');
   // No port: the scheme's default (80), which the policy does not allow: decided on 80, nothing sent.
   t.same(await forward(`http://127.0.0.82/ok`, ['127.0.0.82']), { status: 403, reached: [] }, 'default port 80 decided');
