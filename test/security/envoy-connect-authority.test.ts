@@ -330,6 +330,8 @@ t.test('absolute-form authorities that are malformed: 400, nothing dialled, no D
     `[127.0.0.82]:${WP}`,
     `web%2etest:${WP}`,
     `[fe80::1%25lo]:${WP}`,
+    `::ffff:127.0.0.82:${WP}`,
+    `[::ffff:127.0.0.82]${WP}`,
   ];
   for (const a of cases) {
     const before = counts();
