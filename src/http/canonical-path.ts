@@ -25,6 +25,7 @@
  * Hot path: one scan over the characters; a target that needs no change is returned
  * as the same string without allocating.
  */
+import { isIPv6 } from 'node:net';
 
 export type CanonicalTarget =
   | {
@@ -199,7 +200,8 @@ function canonicalizeOrigin(t: string, start: number): CanonicalTarget {
  * Validate an authority (Host / :authority / absolute-form) as RFC 3986
  * `host [":" port]`: reg-name (ALPHA DIGIT - . _ ~ and sub-delims other than
  * those that confuse routers) or an IP literal, port 1–65535; no userinfo, no
- * `/ ? # @ %`, no whitespace. Returns false for anything else.
+ * `/ ? # @ %`, no whitespace; brackets hold only an IPv6 address. Returns false for
+ * anything else.
  */
 export function isValidAuthority(a: string): boolean {
   const n = a.length;
@@ -213,6 +215,10 @@ export function isValidAuthority(a: string): boolean {
       const ok = (c >= 48 && c <= 58) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102) || c === 46;
       if (!ok) return false;
     }
+    // RFC 3986 IP-literal: only an IPv6 address goes in brackets. `[1.2.3.4]` or
+    // `[1:1]` matched no Host rule and reached the upstream as written (Envoy
+    // Url.ParsingForConnectTest refuses them; egress had its own check, e.g. 1e8651e).
+    if (!isIPv6(a.slice(1, close))) return false;
     i = close + 1;
     if (i === n) return true;
     if (a.charCodeAt(i) !== 58) return false;

@@ -58,6 +58,9 @@ const RAW: RawCase[] = [
   { name: 'HTTP/1.0 with TE', bytes: `POST /v1/request-landing HTTP/1.0\r\nHost: deathstar\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nship\r\n0\r\n\r\n`, status: 400, forwarded: 0 },
   { name: 'obs-fold', bytes: `${L}X-A: a\r\n b\r\nContent-Length: 0\r\n\r\n`, status: 400, forwarded: 0 },
   { name: 'duplicate Host', bytes: `${L}Host: deathstar\r\nContent-Length: 0\r\n\r\n`, status: 400, forwarded: 0 },
+  // Brackets hold only an IPv6 address (RFC 3986 IP-literal; Envoy Url.ParsingForConnectTest).
+  { name: 'Host [IPv4] in brackets', bytes: 'POST /v1/request-landing HTTP/1.1\r\nHost: [127.0.0.1]:80\r\nContent-Length: 0\r\n\r\n', status: 400, forwarded: 0 },
+  { name: 'Host [1:1] in brackets', bytes: 'POST /v1/request-landing HTTP/1.1\r\nHost: [1:1]\r\nContent-Length: 0\r\n\r\n', status: 400, forwarded: 0 },
   { name: 'Host with userinfo', bytes: `POST /v1/request-landing HTTP/1.1\r\nHost: empire@deathstar\r\nContent-Length: 0\r\n\r\n`, status: 400, forwarded: 0 },
   { name: 'Host with a path', bytes: `POST /v1/request-landing HTTP/1.1\r\nHost: deathstar/admin\r\nContent-Length: 0\r\n\r\n`, status: 400, forwarded: 0 },
   { name: 'absolute-form, other host', bytes: `POST http://evil.example/v1/request-landing HTTP/1.1\r\nHost: deathstar\r\nContent-Length: 0\r\n\r\n`, status: 400, forwarded: 0 },
