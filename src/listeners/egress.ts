@@ -94,10 +94,16 @@ function rawReply(socket: Duplex, status: number, body: string): void {
   );
 }
 
-/** A TCP reset when possible (transparent denial), else a plain destroy. */
+/**
+ * A TCP reset when possible (transparent denial), else a plain destroy. Not once our
+ * side has begun its end() (Node does that itself when the client's FIN arrives, the
+ * listener not being half-open): libuv cannot reset a shutting handle, the reset fails
+ * (EINVAL) after the handle was let go, and the socket is never closed — a file
+ * descriptor leaked per client that sent part of a ClientHello and then its FIN.
+ */
 function reset(socket: Duplex): void {
   const s = socket as Duplex & { resetAndDestroy?: () => void };
-  if (typeof s.resetAndDestroy === 'function') {
+  if (typeof s.resetAndDestroy === 'function' && !socket.writableEnded) {
     try {
       s.resetAndDestroy();
       return;
