@@ -39,65 +39,72 @@ export function parseClientHello(b: Buffer): ClientHelloResult {
   p += 4;
   if (p + hsLen > end) return { kind: 'invalid' };
   const hsEnd = p + hsLen;
-  // legacy_version (2) + random (32)
-  p += 34;
-  if (p + 1 > hsEnd) return { kind: 'invalid' };
-  p += 1 + b[p]!; // legacy_session_id
+  // The structure BoringSSL's ssl_client_hello_init (behind Envoy's TLS inspector)
+  // accepts, no looser: a hello it refuses has no SNI in Cilium, and one read in two
+  // ways (a second server_name after the extensions block) must not pass here.
+  // legacy_version: TLS 1.0 to 1.3 (Envoy 1.39 tls_inspector_enforce_client_tls_version).
+  if (hsLen < 34) return { kind: 'invalid' };
+  const version = b.readUInt16BE(p);
+  if (version < 0x0301 || version > 0x0304) return { kind: 'invalid' };
+  p += 34; // legacy_version (2) + random (32)
+  if (p + 1 > hsEnd || b[p]! > 32) return { kind: 'invalid' };
+  p += 1 + b[p]!; // legacy_session_id, at most 32 bytes
   if (p + 2 > hsEnd) return { kind: 'invalid' };
-  p += 2 + b.readUInt16BE(p); // cipher_suites
-  if (p + 1 > hsEnd) return { kind: 'invalid' };
-  p += 1 + b[p]!; // legacy_compression_methods
+  const suites = b.readUInt16BE(p);
+  if (suites < 2 || suites % 2 !== 0) return { kind: 'invalid' };
+  p += 2 + suites; // cipher_suites
+  if (p + 1 > hsEnd || b[p] === 0) return { kind: 'invalid' };
+  p += 1 + b[p]!; // legacy_compression_methods, at least one
   if (p === hsEnd) return { kind: 'none' }; // no extensions
   if (p + 2 > hsEnd) return { kind: 'invalid' };
   const extEnd = p + 2 + b.readUInt16BE(p);
   p += 2;
-  if (extEnd > hsEnd) return { kind: 'invalid' };
+  // The extensions block ends the ClientHello: nothing after it.
+  if (extEnd !== hsEnd) return { kind: 'invalid' };
   let found: string | undefined;
+  const seen = new Set<number>();
   while (p < extEnd) {
     if (p + 4 > extEnd) return { kind: 'invalid' };
     const type = b.readUInt16BE(p);
     const len = b.readUInt16BE(p + 2);
     p += 4;
     if (p + len > extEnd) return { kind: 'invalid' };
+    // No extension type twice (RFC 8446 §4.2), whatever the type.
+    if (seen.has(type)) return { kind: 'invalid' };
+    seen.add(type);
     if (type === 0) {
-      // A second server_name extension is a malformed hello (RFC 8446 §4.2).
-      if (found !== undefined) return { kind: 'invalid' };
       const name = serverName(b, p, p + len);
       if (name === null) return { kind: 'invalid' };
-      found = name ?? '';
+      found = name;
     }
     p += len;
   }
   return found ? { kind: 'sni', name: found } : { kind: 'none' };
 }
 
-/** ServerNameList → the host_name, lowercased; undefined without one; null when malformed. */
-function serverName(b: Buffer, p: number, end: number): string | undefined | null {
+/**
+ * ServerNameList → the host_name, lowercased; null when malformed. As BoringSSL's
+ * extract_sni: exactly one entry, of type host_name — an entry of another type, before
+ * or after it, is refused rather than skipped (a server that takes the first entry
+ * whatever its type would see another name).
+ */
+function serverName(b: Buffer, p: number, end: number): string | null {
   if (p + 2 > end) return null;
   const listEnd = p + 2 + b.readUInt16BE(p);
   p += 2;
-  if (listEnd !== end) return null;
-  let host: string | undefined;
-  while (p < listEnd) {
-    if (p + 3 > listEnd) return null;
-    const type = b[p]!;
-    const len = b.readUInt16BE(p + 1);
-    p += 3;
-    if (p + len > listEnd) return null;
-    if (type === 0) {
-      if (host !== undefined || len === 0 || len > 253) return null;
-      // A DNS name in ASCII (RFC 6066 §3): letters, digits, '-', '.', '_' only.
-      for (let i = p; i < p + len; i++) {
-        const c = b[i]!;
-        const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f;
-        if (!ok) return null;
-      }
-      host = b.toString('latin1', p, p + len).toLowerCase();
-      if (host.endsWith('.')) host = host.slice(0, -1);
-    }
-    p += len;
+  if (listEnd !== end || p + 3 > listEnd) return null;
+  const type = b[p]!;
+  const len = b.readUInt16BE(p + 1);
+  p += 3;
+  if (type !== 0 || p + len !== listEnd || len === 0 || len > 253) return null;
+  // A DNS name in ASCII (RFC 6066 §3): letters, digits, '-', '.', '_' only.
+  for (let i = p; i < p + len; i++) {
+    const c = b[i]!;
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f;
+    if (!ok) return null;
   }
-  return host;
+  const host = b.toString('latin1', p, p + len).toLowerCase();
+  return host.endsWith('.') ? host.slice(0, -1) : host;
 }
 
 /**
