@@ -17,7 +17,6 @@
  * destination's business); client copies are still stripped.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIPv6 } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
 import type { EgressListener, Limits } from '../config/proxy-config.js';
 import type { Identity } from '../identity/identity.js';
@@ -98,17 +97,6 @@ export function sourceOf(ctx: EgressContext, conn: EgressConn, snap: PolicySnaps
   conn.cachedVersion = snap.version;
   conn.cachedSrc = r.identity;
   return r.identity;
-}
-
-/**
- * An authority the egress listener may dial: isValidAuthority, and a bracketed host
- * must be an IPv6 address (RFC 3986 §3.2.2: an IP-literal is IPv6 or IPvFuture).
- * `[127.0.0.1]` and `[1:1]` are not authorities (Envoy utility_test.cc
- * Url.ParsingForConnectTest refuses `[1:1]:80`, `[:::]:80`, `[::12345678]:80`).
- */
-export function isDialAuthority(a: string): boolean {
-  if (!isValidAuthority(a)) return false;
-  return a.charCodeAt(0) !== 91 || isIPv6(a.slice(1, a.indexOf(']')));
 }
 
 /** host (lowercase, no brackets, no trailing dot) and port of a valid authority. */
@@ -247,7 +235,7 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
   let scheme: 'http' | 'https';
   if (canon.authority !== undefined) {
     const s = canon.scheme ?? 'http';
-    if (!isDialAuthority(canon.authority) || authorityKey(canon.authority, s) !== authorityKey(authority, s)) {
+    if (!isValidAuthority(canon.authority) || authorityKey(canon.authority, s) !== authorityKey(authority, s)) {
       plainReply(ds, 400, true, 'absolute-form authority differs from Host\r\n');
       return;
     }

@@ -44,6 +44,7 @@ import { certificateOf } from '../tls/cert-store.js';
 import { readClientHello } from '../tls/client-hello.js';
 import { normalizeIP } from '../identity/ipcache.js';
 import { readProxyHeader, type ProxyAddress } from './proxy-protocol.js';
+import { isValidAuthority } from '../http/canonical-path.js';
 import { EgressUpstreams } from '../egress/upstreams.js';
 import { ResolveMemo, resolveThroughDns } from '../egress/resolve.js';
 import {
@@ -51,7 +52,6 @@ import {
   decideIps,
   egressConnOf,
   handleEgressRequest,
-  isDialAuthority,
   resolveFailureStatus,
   sourceOf,
   splitAuthority,
@@ -309,7 +309,7 @@ export class EgressListenerServer {
       }
     }
     const target = req.url ?? '';
-    if (!isDialAuthority(target)) {
+    if (!isValidAuthority(target)) {
       rawReply(socket, 400, 'CONNECT needs host:port\r\n');
       return;
     }
