@@ -26,7 +26,7 @@ import type { DnsProxy } from '../dns/server.js';
 import { isUnicastIP, type ProxyHeader } from '../listeners/proxy-protocol.js';
 import type { FlowPeer, HttpFlowInfo, HttpFlowRecorder } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from '../http/canonical-path.js';
-import { checkH1, decisionHeaders, forwardHeaders, RequestAttributes, type RequestFacts } from '../http/request-guard.js';
+import { checkH1, forwardHeaders, RequestAttributes, type RequestFacts } from '../http/request-guard.js';
 import { H1Downstream, connectionRefused, type Downstream } from '../http/downstream.js';
 import { countBody } from '../http/relay-body.js';
 import { DENY_BODY, h1Reject } from '../http/enforce.js';
@@ -276,7 +276,7 @@ export function handleEgressRequest(ctx: EgressContext, req: IncomingMessage, re
     plainReply(ds, 503, false, 'no policy loaded\r\n');
     return;
   }
-  const attrs = new RequestAttributes(method, canon.path, authority, decisionHeaders(req.rawHeaders, facts.connectionNominated));
+  const attrs = new RequestAttributes(method, canon.path, authority, req.rawHeaders, facts.connectionNominated);
   if (tunnel) {
     decideAndForward(ctx, { ds, conn, snap, attrs, facts, raw: req.rawHeaders, scheme, start, ips: [tunnel.ip], port: tunnel.port, tunnel });
     return;

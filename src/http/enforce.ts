@@ -13,7 +13,7 @@ import type { Endpoint, Identity } from '../identity/identity.js';
 import type { PolicySnapshot, Verdict, HeaderAction } from '../policy/types.js';
 import type { HttpFlowRecorder, FlowPeer, HttpFlowInfo } from '../observe/flow.js';
 import { canonicalizeTarget, isValidAuthority, authorityKey } from './canonical-path.js';
-import { checkH1, checkH2, decisionHeaders, forwardHeaders, RequestAttributes, type RequestFacts } from './request-guard.js';
+import { checkH1, checkH2, forwardHeaders, RequestAttributes, type RequestFacts } from './request-guard.js';
 import { H1Downstream, H2Downstream, connectionRefused, markConnectionRefused, type Downstream } from './downstream.js';
 import { countBody } from './relay-body.js';
 import type { H1Upstream, ForwardResult } from '../upstream/h1.js';
@@ -238,7 +238,7 @@ function decideAndForward(ctx: EnforceContext, p: Prepared): void {
   const useH2 = ctx.h2 !== undefined && (ctx.h1 === undefined || p.grpc);
   const forwardedFor = ps ? ps.ip : conn.remoteIp;
   const forwardedProto = conn.tls ? 'https' : 'http';
-  const attrs = new RequestAttributes(p.method, p.path, p.authority, decisionHeaders(p.raw, p.facts.connectionNominated), forwardedFor, forwardedProto, useH2);
+  const attrs = new RequestAttributes(p.method, p.path, p.authority, p.raw, p.facts.connectionNominated, forwardedFor, forwardedProto, useH2);
   let v: Verdict;
   try {
     v = snap.decide(
@@ -469,7 +469,7 @@ export function decideUpgrade(ctx: EnforceContext, req: IncomingMessage): Upgrad
   if (!ep) return { kind: 'reject', status: 500 };
   const src = sourceIdentity(ctx, conn, snap);
   const ps = conn.proxySrc;
-  const attrs = new RequestAttributes(method, canon.path, authority, decisionHeaders(req.rawHeaders, facts.connectionNominated), ps ? ps.ip : conn.remoteIp, conn.tls ? 'https' : 'http');
+  const attrs = new RequestAttributes(method, canon.path, authority, req.rawHeaders, facts.connectionNominated, ps ? ps.ip : conn.remoteIp, conn.tls ? 'https' : 'http');
   const v = snap.decide({ src, dst: ep.identity, port: ctx.port, protocol: 'TCP', http: attrs });
   const flowsOn = ctx.flows.active;
   const srcPeer: FlowPeer = { ip: ps ? ps.ip : conn.remoteIp, port: ps ? ps.port : conn.remotePort, identity: src };

@@ -270,21 +270,6 @@ export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The header fields a decision may see: the request's, without those the client
- * nominated in `Connection` (hop-by-hop: `forwardHeaders` drops them). Seen by the
- * policy, a nominated field satisfied a header rule and never reached the upstream,
- * which then got a request without the field it was allowed for.
- */
-export function decisionHeaders(raw: readonly string[], nominated: ReadonlySet<string> | undefined): readonly string[] {
-  if (nominated === undefined || nominated.size === 0) return raw;
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    if (!nominated.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
-  }
-  return out;
-}
-
-/**
  * Lazy header lookup over a raw header array: the policy calls `header(name)` only
  * for rules with headerMatches, so nothing is built for the common request.
  * Several values are joined with "," and the whole list is matched (SECURITY.md §1.5),
@@ -323,7 +308,9 @@ export function rawHeaderLookup(raw: readonly string[]): (name: string) => strin
  * the proxy's value instead (found by the Envoy HTTP/2 differential, 717072d). Envoy
  * decides after its connection manager has rewritten these fields, so its filter sees
  * what it forwards too. `Host` stays visible: it is forwarded as the authority.
- * Connection-nominated fields are removed by `decisionHeaders` before this.
+ * Fields the client nominated in `Connection` are absent too (hop-by-hop, dropped
+ * before forwarding): seen by the policy, a nominated field satisfied a header rule
+ * and the upstream got the request without it (81fa2e2).
  */
 export class RequestAttributes implements HttpAttributes {
   #lookup: ((n: string) => string | undefined) | undefined;
@@ -332,6 +319,8 @@ export class RequestAttributes implements HttpAttributes {
     readonly path: string,
     readonly host: string,
     private readonly raw: readonly string[],
+    /** Lowercase names the client nominated in `Connection`. */
+    private readonly nominated: ReadonlySet<string> | undefined,
     /** The X-Forwarded-For the proxy sends (undefined: none is sent). */
     private readonly forwardedFor?: string,
     /** The X-Forwarded-Proto the proxy sends (undefined: none is sent). */
@@ -345,6 +334,7 @@ export class RequestAttributes implements HttpAttributes {
     if (name !== 'host' && (HOP_BY_HOP.has(name) || isDroppedByPrefix(name) || name === 'expect')) {
       return name === 'te' && this.keepTeTrailers ? forwardedTe(this.raw) : undefined;
     }
+    if (this.nominated?.has(name)) return undefined;
     return (this.#lookup ??= rawHeaderLookup(this.raw))(name);
   }
 }
