@@ -34,15 +34,18 @@ import {
   DROP_REASON_CODE,
   EVENT,
   LazyHeaders,
-  endpointPairJson,
+  endpointPair,
   grpcNames,
   ipL4Json,
   isoTimeJson,
   newUuid,
   numJson,
-  policyFieldsJson,
+  nodeJson,
   policyLogJson,
+  writePolicyFields,
+  type NodeJson,
 } from './hubble.js';
+import { LineJoiner, isAscii, type LineOut } from './line.js';
 
 export interface FlowPeer {
   readonly ip: string;
@@ -88,8 +91,8 @@ class HttpRecord {
   constructor(
     private readonly kind: Kind,
     private readonly timeMs: number,
-    /** The node name as JSON text (quoted once per recorder). */
-    private readonly node: string,
+    /** The node name (quoted once per recorder). */
+    private readonly node: NodeJson,
     private readonly snapshot: PolicySnapshot,
     private readonly src: FlowPeer,
     private readonly dst: FlowPeer,
@@ -106,7 +109,7 @@ class HttpRecord {
     private readonly names: readonly string[] | undefined,
   ) {}
 
-  /** The record as Hubble's JSON (what the sink writes is `toLine()`). */
+  /** The record as Hubble's JSON (the sink writes `writeLine()`'s pieces, the same text as `toLine()`). */
   toJSON(): object {
     return JSON.parse(this.toLine()) as object;
   }
@@ -120,6 +123,13 @@ class HttpRecord {
    * protocol need no escaping (socket addresses, our own constants).
    */
   toLine(): string {
+    const j = new LineJoiner();
+    this.writeLine(j);
+    return j.text;
+  }
+
+  /** The line in pieces: the cached fragments on their own (observe/line.ts). */
+  writeLine(out: LineOut): void {
     const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const reply = this.kind === Kind.Response;
@@ -141,10 +151,14 @@ class HttpRecord {
       ',"destination_port":' +
       numJson(to.port) +
       // Hubble's UDP message has no flags (flow.proto UDP).
-      (conn && this.transport === 'TCP' ? ',"flags":{"SYN":true}}}' : '}}') +
-      endpointPairJson(from.identity, to.identity, this.snapshot);
+      (conn && this.transport === 'TCP' ? ',"flags":{"SYN":true}}}' : '}}');
+    // Socket addresses are ASCII, but for an IPv6 zone (an interface name).
+    if (from.ip.includes('%') || to.ip.includes('%')) out.put(s);
+    else out.ascii(s);
+    out.fragment(endpointPair(from.identity, to.identity, this.snapshot));
+    s = '';
     if (this.names !== undefined && this.names.length > 0) s += (reply ? ',"source_names":' : ',"destination_names":') + JSON.stringify(this.names);
-    s += (this.type === 'L7' ? ',"Type":"L7","node_name":' : ',"Type":"L3_L4","node_name":') + this.node;
+    s += (this.type === 'L7' ? ',"Type":"L7","node_name":' : ',"Type":"L3_L4","node_name":') + this.node.json;
     const h = this.http;
     let summary: string;
     if (h) {
@@ -185,18 +199,22 @@ class HttpRecord {
     // is_reply (threefour/parser.go decodeIsReply, parser_test.go TestDecodeIsReply).
     s += drop ? ',"Summary":' : reply ? ',"is_reply":true,"Summary":' : ',"is_reply":false,"Summary":';
     s += summary;
-    if (v && !reply) s += policyFieldsJson(v, this.snapshot.version);
+    // Method, URL, header values and names may carry any text: UTF-8 encoded.
+    out.put(s);
+    if (v && !reply) writePolicyFields(out, v, this.snapshot.version);
     // Hubble correlates only policy-verdict events (pkg/policy/correlation): drop
-    // events and L7 access-log records have no policy_log.
-    if (conn && !drop && v !== undefined) s += policyLogJson(v);
-    return s + '},"node_name":' + this.node + ',"time":' + time + '}';
+    // events and L7 access-log records have no policy_log. Log values are any text.
+    if (conn && !drop && v !== undefined) out.put(policyLogJson(v));
+    s = '},"node_name":' + this.node.json + ',"time":' + time + '}';
+    if (this.node.ascii) out.ascii(s);
+    else out.put(s);
   }
 }
 
 export class HttpFlowRecorder {
   readonly #metrics: Metrics | undefined;
   readonly #redact: Set<string>;
-  readonly #nodeJson: string;
+  readonly #node: NodeJson;
 
   constructor(
     private readonly sink: FlowSink,
@@ -204,7 +222,7 @@ export class HttpFlowRecorder {
     opts: FlowRecorderOptions = {},
   ) {
     this.#metrics = opts.metrics;
-    this.#nodeJson = JSON.stringify(nodeName);
+    this.#node = nodeJson(nodeName);
     this.#redact = new Set([...DEFAULT_REDACTED_HEADERS, ...[...(opts.redactHeaders ?? [])].map((h) => h.toLowerCase())]);
   }
 
@@ -242,7 +260,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Request, Date.now(), this.#nodeJson, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
+      new HttpRecord(Kind.Request, Date.now(), this.#node, snapshot, src, dst, http, v, v.type, 0, 0n, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -268,7 +286,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Response, Date.now(), this.#nodeJson, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
+      new HttpRecord(Kind.Response, Date.now(), this.#node, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -293,7 +311,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Connection, Date.now(), this.#nodeJson, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction, names),
+      new HttpRecord(Kind.Connection, Date.now(), this.#node, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0n, this.#redact, false, undefined, transport, direction, names),
     );
   }
 

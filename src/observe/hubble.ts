@@ -11,6 +11,7 @@ import type { Identity } from '../identity/identity.js';
 import type { RuleRef } from '../policy/api.js';
 import type { ConfigDocs } from '../config/documents.js';
 import type { DirectionVerdict, DropReason, PolicySnapshot, Verdict } from '../policy/types.js';
+import { Fragment, isAscii, type LineOut } from './line.js';
 
 /** Hubble's numeric drop reasons (pkg/monitor/api/drop.go). */
 export const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = Object.freeze({
@@ -45,8 +46,8 @@ export interface HubblePolicy {
 interface EndpointEntry {
   readonly e: HubbleEndpoint;
   json: string | undefined;
-  /** endpointPairJson fragments, by the other endpoint. */
-  pairs?: Map<EndpointEntry, string>;
+  /** endpointPair fragments, by the other endpoint. */
+  pairs?: Map<EndpointEntry, Fragment>;
 }
 const endpointCache = new WeakMap<PolicySnapshot, Map<number, EndpointEntry>>();
 let lastSnapshot: PolicySnapshot | undefined;
@@ -88,15 +89,15 @@ export function endpointJson(id: Identity, snapshot: PolicySnapshot): string {
 
 /**
  * `,"source":<from>,"destination":<to>`: a record's two endpoints as one fragment,
- * made once per endpoint pair (a line costs per piece: see dns/flow.ts).
+ * made once per endpoint pair (its bytes are copied into the file: observe/line.ts).
  */
-export function endpointPairJson(from: Identity, to: Identity, snapshot: PolicySnapshot): string {
+export function endpointPair(from: Identity, to: Identity, snapshot: PolicySnapshot): Fragment {
   const a = endpointEntry(from, snapshot);
   const b = endpointEntry(to, snapshot);
   const pairs = (a.pairs ??= new Map());
   let p = pairs.get(b);
   if (p === undefined) {
-    p = `,"source":${(a.json ??= JSON.stringify(a.e))},"destination":${(b.json ??= JSON.stringify(b.e))}`;
+    p = new Fragment(`,"source":${(a.json ??= JSON.stringify(a.e))},"destination":${(b.json ??= JSON.stringify(b.e))}`);
     if (pairs.size < 1024) pairs.set(b, p);
   }
   return p;
@@ -140,32 +141,33 @@ export function policyFields(v: Verdict, revision: number, into: Record<string, 
   if (!eg && !ing && v.rule) into[v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'] = [policyOf(v.rule, revision)];
 }
 
-// `JSON.stringify([policyOf(rule, revision)])` per rule object (rules belong to a
-// snapshot; the revision is kept with the text in case a rule outlives one).
-const policyJsonCache = new WeakMap<RuleRef, { readonly revision: number; readonly json: string }>();
-function policyJson(r: RuleRef, revision: number): string {
-  const c = policyJsonCache.get(r);
-  if (c !== undefined && c.revision === revision) return c.json;
-  const json = JSON.stringify([policyOf(r, revision)]);
-  policyJsonCache.set(r, { revision, json });
-  return json;
+type PolicyField = 'egress_allowed_by' | 'ingress_allowed_by' | 'egress_denied_by' | 'ingress_denied_by';
+
+// `,"<field>":[<policyOf(rule, revision)>]` per rule object and field (rules belong
+// to a snapshot; the revision is kept with the fragments in case a rule outlives one).
+const policyFieldCache = new WeakMap<RuleRef, { readonly revision: number; readonly byField: Map<PolicyField, Fragment> }>();
+function policyField(field: PolicyField, r: RuleRef, revision: number): Fragment {
+  let c = policyFieldCache.get(r);
+  if (c === undefined || c.revision !== revision) policyFieldCache.set(r, (c = { revision, byField: new Map() }));
+  let f = c.byField.get(field);
+  if (f === undefined) c.byField.set(field, (f = new Fragment(`,"${field}":${JSON.stringify([policyOf(r, revision)])}`)));
+  return f;
 }
 
 /**
  * `policyFields` as JSON text: each member preceded by a comma, in the order
- * `policyFields` adds them ("" when there is none).
+ * `policyFields` adds them (nothing when there is none), as cached fragments.
  */
-export function policyFieldsJson(v: Verdict, revision: number): string {
+export function writePolicyFields(out: LineOut, v: Verdict, revision: number): void {
   if (!v.allowed) {
-    return v.rule ? `,"${v.decidedBy === 'egress' ? 'egress_denied_by' : 'ingress_denied_by'}":${policyJson(v.rule, revision)}` : '';
+    if (v.rule) out.fragment(policyField(v.decidedBy === 'egress' ? 'egress_denied_by' : 'ingress_denied_by', v.rule, revision));
+    return;
   }
   const eg = v.egress && v.egress.enforced && v.egress.allowed ? v.egress.rule : undefined;
   const ing = v.ingress && v.ingress.enforced && v.ingress.allowed ? v.ingress.rule : undefined;
-  let out = '';
-  if (eg) out += `,"egress_allowed_by":${policyJson(eg, revision)}`;
-  if (ing) out += `,"ingress_allowed_by":${policyJson(ing, revision)}`;
-  if (!eg && !ing && v.rule) out += `,"${v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'}":${policyJson(v.rule, revision)}`;
-  return out;
+  if (eg) out.fragment(policyField('egress_allowed_by', eg, revision));
+  if (ing) out.fragment(policyField('ingress_allowed_by', ing, revision));
+  if (!eg && !ing && v.rule) out.fragment(policyField(v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by', v.rule, revision));
 }
 
 /**
@@ -260,6 +262,17 @@ const IP_L4 = {
  */
 export function ipL4Json(fromIp: string, transport: 'TCP' | 'UDP'): string {
   return IP_L4[ipVersion(fromIp)][transport];
+}
+
+/** A node name as records write it: JSON text, and whether it is ASCII (observe/line.ts). */
+export interface NodeJson {
+  readonly json: string;
+  readonly ascii: boolean;
+}
+
+export function nodeJson(name: string): NodeJson {
+  const json = JSON.stringify(name);
+  return { json, ascii: isAscii(json) };
 }
 
 /** A number as JSON.stringify writes it (non-finite: null). */

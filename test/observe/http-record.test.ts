@@ -19,7 +19,7 @@ import {
   grpcNames,
   ipVersion,
   numJson,
-  policyFieldsJson,
+  policyFields,
   policyLog,
 } from '../../src/observe/hubble.js';
 import { starWarsDir } from '../helpers/config-dir.js';
@@ -27,7 +27,7 @@ import { starWarsDir } from '../helpers/config-dir.js';
 /** The record's fields (TypeScript-private, plain properties at run time). */
 interface Fields {
   kind: number;
-  node: string;
+  node: { json: string };
   snapshot: PolicySnapshot;
   src: FlowPeer;
   dst: FlowPeer;
@@ -62,7 +62,7 @@ function reference(line: string, f: Fields): string {
     `,"l4":{"${f.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}${f.kind === 2 && f.transport === 'TCP' ? ',"flags":{"SYN":true}' : ''}}}` +
     `,"source":${endpointJson(from.identity, f.snapshot)},"destination":${endpointJson(to.identity, f.snapshot)}`;
   if (f.names !== undefined && f.names.length > 0) s += `,"${reply ? 'source_names' : 'destination_names'}":${JSON.stringify(f.names)}`;
-  s += `,"Type":"${f.type}","node_name":${f.node}`;
+  s += `,"Type":"${f.type}","node_name":${f.node.json}`;
   const h = f.http;
   let summary: string;
   if (h) {
@@ -90,10 +90,15 @@ function reference(line: string, f: Fields): string {
   if (mt) s += `,"policy_match_type":${mt}`;
   if (reason) s += `,"drop_reason_desc":"${reason}"`;
   s += `${drop ? '' : `,"is_reply":${reply}`},"Summary":${JSON.stringify(summary)}`;
-  if (v && !reply) s += policyFieldsJson(v, f.snapshot.version);
+  if (v && !reply) {
+    const pf: Record<string, unknown> = {};
+    policyFields(v, f.snapshot.version, pf);
+    const j = JSON.stringify(pf);
+    if (j !== '{}') s += ',' + j.slice(1, -1);
+  }
   const log = f.kind === 2 && !drop && v ? policyLog(v) : undefined;
   if (log && log.length > 0) s += `,"policy_log":${JSON.stringify(log)}`;
-  return `${s}},"node_name":${f.node},"time":${time}}`;
+  return `${s}},"node_name":${f.node.json},"time":${time}}`;
 }
 
 t.test('toLine equals the field-by-field builder', async (t) => {
