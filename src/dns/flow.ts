@@ -49,7 +49,8 @@ class DnsRecord {
     private readonly qtype: string,
     private readonly v: Verdict | undefined,
     private readonly r: DnsResponseFlow | undefined,
-    private readonly latencyNs: bigint,
+    /** Nanoseconds as a Number (see observe/flow.ts). */
+    private readonly latencyNs: number,
   ) {}
 
   /** The record as Hubble's JSON (the sink writes `writeLine()`'s pieces, the same text as `toLine()`). */
@@ -184,7 +185,7 @@ export class DnsFlowRecorder {
       m.dnsQuery(qtype, !v.allowed);
     }
     if (!this.sink.active) return;
-    this.sink.emit(new DnsRecord(Date.now(), this.#node, snapshot, src, dst, transport, query, qtype, v, undefined, 0n));
+    this.sink.emit(new DnsRecord(Date.now(), this.#node, snapshot, src, dst, transport, query, qtype, v, undefined, 0));
   }
 
   response(
@@ -203,7 +204,7 @@ export class DnsFlowRecorder {
       m.dnsResponse(r.rcode, qtype, r.ips.length);
     }
     if (!this.sink.active) return;
-    const latency = process.hrtime.bigint() - startNs;
+    const latency = Number(process.hrtime.bigint() - startNs);
     this.sink.emit(new DnsRecord(Date.now(), this.#node, snapshot, src, dst, transport, query, qtype, undefined, r, latency));
   }
 

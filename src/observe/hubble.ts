@@ -11,7 +11,7 @@ import type { Identity } from '../identity/identity.js';
 import type { RuleRef } from '../policy/api.js';
 import type { ConfigDocs } from '../config/documents.js';
 import type { DirectionVerdict, DropReason, PolicySnapshot, Verdict } from '../policy/types.js';
-import { Fragment, isAscii, type LineOut } from './line.js';
+import { Fragment, isAscii, jsonString, type LineOut } from './line.js';
 
 /** Hubble's numeric drop reasons (pkg/monitor/api/drop.go). */
 export const DROP_REASON_CODE: Readonly<Record<DropReason, number>> = Object.freeze({
@@ -417,7 +417,7 @@ export class LazyHeaders {
     let s = '[';
     for (let i = 0; i < list.length; i++) {
       const h = list[i]!;
-      s += (i === 0 ? '' : ',') + keyJson(h.key) + (h.value === REDACTED ? REDACTED_JSON : JSON.stringify(h.value)) + '}';
+      s += (i === 0 ? '' : ',') + keyJson(h.key) + (h.value === REDACTED ? REDACTED_JSON : jsonString(h.value)) + '}';
     }
     return s + ']';
   }

@@ -35,7 +35,7 @@ interface Fields {
   v: Verdict | undefined;
   type: 'L3_L4' | 'L7';
   code: number;
-  latencyNs: bigint;
+  latencyNs: number;
   redact: ReadonlySet<string>;
   reset: boolean;
   grpcStatus: number | undefined;
@@ -77,7 +77,7 @@ function reference(line: string, f: Fields): string {
       }
     }
     s += reply ? `,"l7":{"type":"RESPONSE","latency_ns":"${f.latencyNs}","http":${http}}},"reply":true` : `,"l7":{"type":"REQUEST","http":${http}}}`;
-    summary = reply ? `${h.protocol} ${f.code} ${f.latencyNs / 1_000_000n}ms (${h.method} ${h.url})` : `${h.protocol} ${h.method} ${h.url}`;
+    summary = reply ? `${h.protocol} ${f.code} ${Math.floor(f.latencyNs / 1e6)}ms (${h.method} ${h.url})` : `${h.protocol} ${h.method} ${h.url}`;
   } else {
     summary = f.transport === 'TCP' ? 'TCP Flags: SYN' : 'UDP';
   }

@@ -15,7 +15,7 @@ import { compileSnapshot } from '../../src/policy/compile.js';
 import { HttpFlowRecorder, type FlowPeer, type HttpFlowInfo } from '../../src/observe/flow.js';
 import { DnsFlowRecorder, type DnsPeer } from '../../src/dns/flow.js';
 import { FlowSink, type FlowLine } from '../../src/observe/sink.js';
-import { Fragment, LineJoiner, isAscii } from '../../src/observe/line.js';
+import { Fragment, LineJoiner, isAscii, jsonString } from '../../src/observe/line.js';
 import type { Verdict } from '../../src/policy/types.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import type { TestT } from '../helpers/tap.js';
@@ -145,4 +145,14 @@ t.test('LineJoiner, Fragment and isAscii', async (t) => {
   t.equal(isAscii('abc\u007f'), true);
   t.equal(isAscii('ab\u0080'), false);
   t.equal(isAscii('\u{1F680}'), false);
+});
+
+t.test('jsonString is JSON.stringify for every kind of string', async (t) => {
+  const samples = ['', 'plain', 'http://deathstar/v1/x?y=1', 'a"b', 'a\\b', 'tab\there', '\u0000', '\u001f', '\u007f', 'é', '\u2028', '\u{1F680}', '\ud800', 'x\udfff', '\udfff\ud800'];
+  for (const s of samples) t.equal(jsonString(s), JSON.stringify(s), JSON.stringify(s));
+  // Every code unit below 0x800 and the surrogate range, one at a time.
+  let bad = 0;
+  for (let c = 0; c < 0x800; c++) if (jsonString(String.fromCharCode(c)) !== JSON.stringify(String.fromCharCode(c))) bad++;
+  for (let c = 0xd700; c < 0xe100; c++) if (jsonString(String.fromCharCode(c)) !== JSON.stringify(String.fromCharCode(c))) bad++;
+  t.equal(bad, 0, 'no single code unit differs');
 });
