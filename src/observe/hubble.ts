@@ -123,34 +123,66 @@ export function policyOf(r: RuleRef, revision: number): HubblePolicy {
   };
 }
 
+/** The policies a field names: one rule's, or the list of a policy-map entry's (Verdict.egressRules). */
+type Named = RuleRef | readonly RuleRef[];
+
+/**
+ * Who a direction's verdict names: an L3/L4 allow or a deny rule stands for the
+ * policy-map entry the datapath matched, and Hubble lists every policy behind that
+ * entry (correlation.go lookupPolicyForKey + toProto); an L7 verdict names the rule
+ * whose L7 rule matched (or, denied, one whose L7 rules did not).
+ */
+function named(d: DirectionVerdict | undefined, rule: RuleRef | undefined, rules: readonly RuleRef[] | undefined): Named | undefined {
+  return d !== undefined && d.type === 'L3_L4' && rules !== undefined ? rules : rule;
+}
+
 /**
  * `ingress_allowed_by` / `egress_allowed_by` / `ingress_denied_by` /
- * `egress_denied_by` from a verdict: a denial names the denying direction's rule,
- * an allow names the allowing rule of each enforced direction.
+ * `egress_denied_by` from a verdict, calling `put` for each in that order: a
+ * denial names the denying direction's policies, an allow those of each enforced
+ * direction that allowed.
  */
-export function policyFields(v: Verdict, revision: number, into: Record<string, unknown>): void {
+function eachPolicyField<C>(v: Verdict, revision: number, ctx: C, put: (ctx: C, revision: number, field: PolicyField, who: Named) => void): void {
   if (!v.allowed) {
-    if (v.rule) into[v.decidedBy === 'egress' ? 'egress_denied_by' : 'ingress_denied_by'] = [policyOf(v.rule, revision)];
+    const egress = v.decidedBy === 'egress';
+    const who = named(egress ? v.egress : v.ingress, v.rule, egress ? v.egressRules : v.ingressRules);
+    if (who !== undefined) put(ctx, revision, egress ? 'egress_denied_by' : 'ingress_denied_by', who);
     return;
   }
-  const allowRule = (d: DirectionVerdict | undefined) => (d && d.enforced && d.allowed ? d.rule : undefined);
-  const eg = allowRule(v.egress);
-  const ing = allowRule(v.ingress);
-  if (eg) into.egress_allowed_by = [policyOf(eg, revision)];
-  if (ing) into.ingress_allowed_by = [policyOf(ing, revision)];
-  if (!eg && !ing && v.rule) into[v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by'] = [policyOf(v.rule, revision)];
+  const eg = v.egress !== undefined && v.egress.enforced && v.egress.allowed ? named(v.egress, v.egress.rule, v.egressRules) : undefined;
+  const ing = v.ingress !== undefined && v.ingress.enforced && v.ingress.allowed ? named(v.ingress, v.ingress.rule, v.ingressRules) : undefined;
+  if (eg) put(ctx, revision, 'egress_allowed_by', eg);
+  if (ing) put(ctx, revision, 'ingress_allowed_by', ing);
+  if (!eg && !ing && v.rule) put(ctx, revision, v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by', v.rule);
+}
+
+function policiesOf(who: Named, revision: number): HubblePolicy[] {
+  return isRuleList(who) ? who.map((r) => policyOf(r, revision)) : [policyOf(who, revision)];
+}
+
+function isRuleList(who: Named): who is readonly RuleRef[] {
+  return Array.isArray(who);
+}
+
+/** The policy fields of a verdict as Hubble objects, added to `into`. */
+export function policyFields(v: Verdict, revision: number, into: Record<string, unknown>): void {
+  eachPolicyField(v, revision, into, addPolicies);
+}
+
+function addPolicies(into: Record<string, unknown>, revision: number, field: PolicyField, who: Named): void {
+  into[field] = policiesOf(who, revision);
 }
 
 type PolicyField = 'egress_allowed_by' | 'ingress_allowed_by' | 'egress_denied_by' | 'ingress_denied_by';
 
-// `,"<field>":[<policyOf(rule, revision)>]` per rule object and field (rules belong
-// to a snapshot; the revision is kept with the fragments in case a rule outlives one).
-const policyFieldCache = new WeakMap<RuleRef, { readonly revision: number; readonly byField: Map<PolicyField, Fragment> }>();
-function policyField(field: PolicyField, r: RuleRef, revision: number): Fragment {
-  let c = policyFieldCache.get(r);
-  if (c === undefined || c.revision !== revision) policyFieldCache.set(r, (c = { revision, byField: new Map() }));
+// `,"<field>":[<policies>]` per rule (or entry list) and field: rules and lists
+// belong to a snapshot; the revision is kept with the fragments in case one outlives it.
+const policyFieldCache = new WeakMap<object, { readonly revision: number; readonly byField: Map<PolicyField, Fragment> }>();
+function policyField(field: PolicyField, who: Named, revision: number): Fragment {
+  let c = policyFieldCache.get(who);
+  if (c === undefined || c.revision !== revision) policyFieldCache.set(who, (c = { revision, byField: new Map() }));
   let f = c.byField.get(field);
-  if (f === undefined) c.byField.set(field, (f = new Fragment(`,"${field}":${JSON.stringify([policyOf(r, revision)])}`)));
+  if (f === undefined) c.byField.set(field, (f = new Fragment(`,"${field}":${JSON.stringify(policiesOf(who, revision))}`)));
   return f;
 }
 
@@ -159,15 +191,12 @@ function policyField(field: PolicyField, r: RuleRef, revision: number): Fragment
  * `policyFields` adds them (nothing when there is none), as cached fragments.
  */
 export function writePolicyFields(out: LineOut, v: Verdict, revision: number): void {
-  if (!v.allowed) {
-    if (v.rule) out.fragment(policyField(v.decidedBy === 'egress' ? 'egress_denied_by' : 'ingress_denied_by', v.rule, revision));
-    return;
-  }
-  const eg = v.egress && v.egress.enforced && v.egress.allowed ? v.egress.rule : undefined;
-  const ing = v.ingress && v.ingress.enforced && v.ingress.allowed ? v.ingress.rule : undefined;
-  if (eg) out.fragment(policyField('egress_allowed_by', eg, revision));
-  if (ing) out.fragment(policyField('ingress_allowed_by', ing, revision));
-  if (!eg && !ing && v.rule) out.fragment(policyField(v.decidedBy === 'egress' ? 'egress_allowed_by' : 'ingress_allowed_by', v.rule, revision));
+  eachPolicyField(v, revision, out, writePolicies);
+}
+
+// (module functions, not closures: nothing allocated per record)
+function writePolicies(out: LineOut, revision: number, field: PolicyField, who: Named): void {
+  out.fragment(policyField(field, who, revision));
 }
 
 /**

@@ -644,7 +644,10 @@ class Compiler {
     }
     // Denies take priority over any rule; deny rules on one key merge their origins.
     if (cur.deny) {
-      if (incoming.deny) cur.logs.push(...incoming.logs);
+      if (incoming.deny) {
+        cur.refs.push(incoming.refs[0]);
+        cur.logs.push(...incoming.logs);
+      }
       return;
     }
     if (incoming.deny) {

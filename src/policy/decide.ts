@@ -14,6 +14,7 @@
  */
 import type { DecisionQuery, DirectionVerdict, HeaderAction, Verdict } from './types.js';
 import type { Identity } from '../identity/identity.js';
+import type { RuleRef } from './api.js';
 import { collectHeaderActions, httpItemMatches } from './l7.js';
 import { lookupPort, viewForUnknown, type CompiledSel, type DirPolicy, type RemoteView } from './tables.js';
 
@@ -34,6 +35,8 @@ let pending: HeaderAction[] | undefined;
 // The log of the map entry decideDirection's lookup matched (a frozen array of the
 // snapshot), read by decide() right after each direction: no allocation.
 let viewLog: readonly string[] | undefined;
+/** The same entry's policies when more than one (RemoteView.allowRules / denyRules). */
+let viewRules: readonly RuleRef[] | undefined;
 
 /** Decide one connection / request / DNS query. */
 export function decide(ix: DecisionIndex, q: DecisionQuery): Verdict {
@@ -42,15 +45,19 @@ export function decide(ix: DecisionIndex, q: DecisionQuery): Verdict {
   let ing: DirectionVerdict | undefined;
   let egLog: readonly string[] | undefined;
   let ingLog: readonly string[] | undefined;
+  let egRules: readonly RuleRef[] | undefined;
+  let ingRules: readonly RuleRef[] | undefined;
   const egp = ix.egress.get(q.src.id);
   if (egp !== undefined) {
     eg = decideDirection(egp, q.dst, ix.known.get(q.dst.id) !== undefined, q);
     egLog = viewLog;
+    egRules = viewRules;
   }
   const ingp = ix.ingress.get(q.dst.id);
   if (ingp !== undefined) {
     ing = decideDirection(ingp, q.src, ix.known.get(q.src.id) !== undefined, q);
     ingLog = viewLog;
+    ingRules = viewRules;
   }
   let decider: DirectionVerdict | undefined;
   let allowed = true;
@@ -81,6 +88,8 @@ export function decide(ix: DecisionIndex, q: DecisionQuery): Verdict {
     headerActions: allowed && pending !== undefined ? pending : NO_ACTIONS,
     egressLog: egLog,
     ingressLog: ingLog,
+    egressRules: egRules,
+    ingressRules: ingRules,
   };
 }
 
@@ -92,6 +101,7 @@ export function decideDirection(
   q: DecisionQuery,
 ): DirectionVerdict {
   viewLog = undefined;
+  viewRules = undefined;
   if (dp.open !== undefined) return dp.open;
   const table = dp.tables[q.protocol];
   const entry = lookupPort(table, q.port);
@@ -100,9 +110,11 @@ export function decideDirection(
   if (view === undefined) return dp.denied;
   if (view.deny !== undefined) {
     viewLog = view.denyLog;
+    viewRules = view.denyRules;
     return view.deny.denyVerdict;
   }
   viewLog = view.allowLog;
+  viewRules = view.allowRules;
   if (view.allows.length === 0) return dp.denied;
   if (view.hasSni || view.hasHeaderActions) return decideSlow(dp, view, q);
   const l7 = view.firstL7;

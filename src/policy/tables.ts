@@ -66,6 +66,13 @@ export interface RemoteView {
    */
   readonly allowLog: readonly string[] | undefined;
   readonly denyLog: readonly string[] | undefined;
+  /**
+   * The policies behind that same entry, when more than one (Hubble's
+   * `*_allowed_by` / `*_denied_by` list them all: see entryRules). Undefined when
+   * one policy is behind it: its verdict's `rule` names it.
+   */
+  readonly allowRules: readonly RuleRef[] | undefined;
+  readonly denyRules: readonly RuleRef[] | undefined;
   /** Some allow carries serverNames: filter per query. */
   readonly hasSni: boolean;
   readonly hasHeaderActions: boolean;
@@ -169,8 +176,9 @@ export function makeView(sels: readonly CompiledSel[], selected: (s: CompiledSel
   // port priority) and the proxy then judges the host by the rules: the localhost
   // entry must not widen them to "anything".
   const denyLog = denies !== undefined && denies.some((s) => s.log.length > 0) ? entryLog(denies) : undefined;
-  if (localhost && redirect) return freezeView(deny, allows.filter((s) => !s.localhost), denyLog);
-  return freezeView(deny, allows, denyLog);
+  const denyRules = denies !== undefined && (denies.length > 1 || denies[0]!.refs.length > 1) ? entryRules(denies) : undefined;
+  if (localhost && redirect) return freezeView(deny, allows.filter((s) => !s.localhost), denyLog, denyRules);
+  return freezeView(deny, allows, denyLog, denyRules);
 }
 
 /** Does this selector's policy send the port to the proxy (Cilium's PerSelectorPolicy.isRedirect: L7 rules, SNI or TLS)? */
@@ -178,7 +186,12 @@ function isRedirect(s: CompiledSel): boolean {
   return s.parser !== undefined || s.sni !== undefined || s.terminatingTLS !== undefined || s.originatingTLS !== undefined;
 }
 
-function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[], denyLog: readonly string[] | undefined): RemoteView {
+function freezeView(
+  deny: CompiledSel | undefined,
+  allows: CompiledSel[],
+  denyLog: readonly string[] | undefined,
+  denyRules: readonly RuleRef[] | undefined,
+): RemoteView {
   let firstL7: CompiledSel | undefined;
   let firstL4: CompiledSel | undefined;
   for (const s of allows) {
@@ -199,6 +212,8 @@ function freezeView(deny: CompiledSel | undefined, allows: CompiledSel[], denyLo
     allows: Object.freeze(allows),
     allowLog: allows.some((s) => s.log.length > 0) ? entryLog(allows) : undefined,
     denyLog,
+    allowRules: allows.length > 1 || (allows[0] !== undefined && allows[0].refs.length > 1) ? entryRules(allows) : undefined,
+    denyRules,
     hasSni: allows.some((s) => s.sni !== undefined),
     hasHeaderActions: allows.some((s) => s.hasHeaderActions),
     firstL7,
@@ -227,6 +242,44 @@ function entryLog(sels: readonly CompiledSel[]): readonly string[] | undefined {
   const values: string[] = [];
   for (const s of sels) if (MATCH_RANK[s.allowL4.matchType ?? 0] === best) values.push(...s.log);
   return logList(values);
+}
+
+/**
+ * The policies behind the entry a lookup finds among `sels` (chosen as entryLog
+ * chooses): every contributing rule's policy, once, in the order of Cilium's
+ * derivedFrom list, a sorted LabelArrayList of the policies' labels
+ * (`derived-from=<kind>`, `name=`, `namespace=`; labels.LabelArray.Less) with
+ * duplicates skipped (hubble/parser/.../correlation.go toProto). Undefined when
+ * there is only one: the verdict's own rule names it.
+ */
+function entryRules(sels: readonly CompiledSel[]): readonly RuleRef[] | undefined {
+  let best = 0;
+  for (const s of sels) best = Math.max(best, MATCH_RANK[s.allowL4.matchType ?? 0]!);
+  const byPolicy = new Map<string, RuleRef>();
+  for (const s of sels) {
+    if (MATCH_RANK[s.allowL4.matchType ?? 0] !== best) continue;
+    for (const r of s.refs) {
+      if (r === undefined) continue;
+      const k = `${r.kind}\u0000${r.name}\u0000${r.namespace}`;
+      if (!byPolicy.has(k)) byPolicy.set(k, r);
+    }
+  }
+  if (byPolicy.size < 2) return undefined;
+  return Object.freeze([...byPolicy.values()].sort(comparePolicyLabels));
+}
+
+/** labels.LabelArray.Less over [derived-from, name, namespace?] (Go compares bytes; a missing namespace sorts first). */
+function comparePolicyLabels(a: RuleRef, b: RuleRef): number {
+  return (
+    compareBytes(a.kind, b.kind) ||
+    compareBytes(a.name, b.name) ||
+    (a.namespace === b.namespace ? 0 : a.namespace === '' ? -1 : b.namespace === '' ? 1 : compareBytes(a.namespace, b.namespace))
+  );
+}
+
+function compareBytes(a: string, b: string): number {
+  if (a === b) return 0;
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 const EMPTY_LOG: readonly string[] = Object.freeze([]);

@@ -106,6 +106,14 @@ export interface Verdict {
    */
   readonly egressLog?: readonly string[];
   readonly ingressLog?: readonly string[];
+  /**
+   * Every policy behind that same entry, when more than one: Hubble's
+   * `*_allowed_by` / `*_denied_by` for an L3/L4 allow or a deny rule list them all
+   * (sorted, one per policy). Absent when one policy is behind it (`rule`, or the
+   * direction's `rule`, names it). Frozen arrays of the snapshot.
+   */
+  readonly egressRules?: readonly RuleRef[];
+  readonly ingressRules?: readonly RuleRef[];
 }
 
 /** Summary counts, printed by `check`. */

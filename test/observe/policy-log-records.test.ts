@@ -74,7 +74,11 @@ const policies = (dnsPort: number) =>
 `, 'l7-rule') +
   cnp('deny', `  egressDeny:
   - toCIDR: [127.0.0.99/32]
-`, 'deny-rule');
+`, 'deny-rule') +
+  // A second deny policy on the same entry, listed first (sorted by name).
+  cnp('block', `  egressDeny:
+  - toCIDR: [127.0.0.99/32]
+`);
 
 const h = await EgressHarness.start((dnsPort) => ({
   pods: [KUBE_DNS, APP],
@@ -133,7 +137,13 @@ t.test('an allowed connection: the policy verdict carries every rule of the matc
   t.equal(f?.verdict, 'FORWARDED');
   t.equal(f?.policy_match_type, 2, 'the L3-L4 entry');
   t.same(f?.policy_log, ['alpha', 'q"\\', 'zeta'], 'sorted by bytes, "alpha" once, the wide L4-only entry not included');
-  t.ok(f?.egress_allowed_by, 'correlated: egress_allowed_by present too');
+  // correlation.go toProto: every policy behind the entry, sorted, each once; the
+  // wide L4-only entry is another key.
+  t.same(
+    f?.egress_allowed_by?.map((p: { name: string }) => p.name),
+    ['alpha', 'alpha-again', 'quoted', 'silent', 'zeta'],
+    'egress_allowed_by lists every policy of the matched entry',
+  );
   const line = lineOf(f!);
   t.equal(line, JSON.stringify(JSON.parse(line)), 'the text is JSON.stringify of its object form');
   t.same(Object.keys(f!).at(-1), 'policy_log', 'written last, as protojson writes field 21006');
@@ -157,7 +167,11 @@ t.test('a denied connection is a drop event: no policy_log (never correlated)', 
   t.equal(f?.drop_reason_desc, 'POLICY_DENY', 'the deny rule decided');
   t.same(f?.event_type, { type: 1, sub_type: 181 });
   t.notOk(f && 'policy_log' in f, 'no policy_log on a drop event');
-  t.ok(f?.egress_denied_by, 'still names the deny rule');
+  t.same(
+    f?.egress_denied_by?.map((p: { name: string }) => p.name),
+    ['block', 'deny'],
+    'egress_denied_by lists both deny policies of the entry, sorted',
+  );
 
   const q = sport++;
   await rawExchange(TP, `PROXY TCP4 ${APP.ip} 127.0.0.98 ${q} ${CP + 1 > 65535 ? CP - 1 : CP + 1}\r\nx`);
