@@ -117,7 +117,17 @@ function ruleJson(r: RuleRef | undefined) {
   return r ? { ...r, text: formatRuleRef(r) } : undefined;
 }
 
-function directionJson(d: DirectionVerdict | undefined) {
+/**
+ * What a flow record would carry for this direction beyond its rule: the other
+ * policies behind the matched map entry (`*_allowed_by` / `*_denied_by` list them
+ * all for an L3/L4 allow or a deny rule) and that entry's `policy_log` values.
+ */
+interface EntryInfo {
+  readonly rules: readonly RuleRef[] | undefined;
+  readonly log: readonly string[] | undefined;
+}
+
+function directionJson(d: DirectionVerdict | undefined, entry: EntryInfo) {
   if (!d) return undefined;
   return {
     enforced: d.enforced,
@@ -126,7 +136,21 @@ function directionJson(d: DirectionVerdict | undefined) {
     ...(d.dropReason ? { dropReason: d.dropReason } : {}),
     ...(d.rule ? { rule: ruleJson(d.rule) } : {}),
     ...(d.l7 ? { l7: d.l7 } : {}),
+    ...(d.type === 'L3_L4' && entry.rules ? { entryPolicies: entry.rules.map((r) => policyName(r)) } : {}),
+    ...(entry.log && entry.log.length > 0 ? { policyLog: entry.log } : {}),
   };
+}
+
+/** A policy as Hubble names it: kind and namespace/name. */
+function policyName(r: RuleRef): string {
+  return `${r.kind} ${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
+}
+
+function entryText(name: string, d: DirectionVerdict | undefined, entry: EntryInfo): string[] {
+  const lines: string[] = [];
+  if (d?.type === 'L3_L4' && entry.rules) lines.push(`${name} entry:  ${entry.rules.map(policyName).join(', ')}`);
+  if (d && entry.log && entry.log.length > 0) lines.push(`${name} policy_log: ${JSON.stringify(entry.log)}`);
+  return lines;
 }
 
 function peerJson(p: ResolvedPeer) {
@@ -206,6 +230,8 @@ export async function runExplain(argv: readonly string[], io: Io): Promise<numbe
       ? `DNS ${query.dns}`
       : 'connection';
 
+  const egress: EntryInfo = { rules: verdict.egressRules, log: verdict.egressLog };
+  const ingress: EntryInfo = { rules: verdict.ingressRules, log: verdict.ingressLog };
   if (output === 'json') {
     io.out(
       JSON.stringify(
@@ -220,8 +246,8 @@ export async function runExplain(argv: readonly string[], io: Io): Promise<numbe
           port: `${port}/${protocol}`,
           request,
           policyVersion: snapshot.version,
-          ...(verdict.egress ? { egress: directionJson(verdict.egress) } : {}),
-          ...(verdict.ingress ? { ingress: directionJson(verdict.ingress) } : {}),
+          ...(verdict.egress ? { egress: directionJson(verdict.egress, egress) } : {}),
+          ...(verdict.ingress ? { ingress: directionJson(verdict.ingress, ingress) } : {}),
           headerActions: verdict.headerActions,
         },
         null,
@@ -240,7 +266,9 @@ export async function runExplain(argv: readonly string[], io: Io): Promise<numbe
       `(${verdict.type}${verdict.dropReason ? `, ${verdict.dropReason}` : ''})`,
   );
   io.out(`  ${directionText('egress', verdict.egress, 'source')}`);
+  for (const l of entryText('egress', verdict.egress, egress)) io.out(`    ${l}`);
   io.out(`  ${directionText('ingress', verdict.ingress, 'destination')}`);
+  for (const l of entryText('ingress', verdict.ingress, ingress)) io.out(`    ${l}`);
   for (const a of verdict.headerActions) {
     io.out(`  header action: ${a.action} ${a.name}${a.value !== undefined ? `: ${a.secret ? '[redacted]' : a.value}` : ''}`);
   }

@@ -93,6 +93,33 @@ t.test('explain -o json and unknown peers', async (t) => {
   t.match(u.err, /no pod default\/nobody/);
 });
 
+t.test('explain shows every policy behind the matched entry and its policy_log', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'l7w-explain-entry-'));
+  cpSync(join(demo, 'starwars-app.yaml'), join(dir, 'starwars-app.yaml'));
+  const l4 = (name: string, log: string) => `---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: ${name}, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {org: empire, class: deathstar}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {org: empire}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  log: {value: ${log}}
+`;
+  writeFileSync(join(dir, 'p.yaml'), l4('zulu', 'z') + l4('alpha', 'a'));
+  const args = ['explain', '--config', dir, '--from', 'default/tiefighter', '--to', 'default/deathstar', '--port', '80'];
+  const r = await run(args);
+  t.equal(r.code, 0, r.err);
+  t.match(r.out, /ingress: allowed at L3_L4 by CiliumNetworkPolicy default\/zulu /, 'the first rule decided');
+  t.match(r.out, /\n {4}ingress entry: {2}CiliumNetworkPolicy default\/alpha, CiliumNetworkPolicy default\/zulu\n/, 'both policies, sorted');
+  t.match(r.out, /\n {4}ingress policy_log: \["a","z"\]/);
+  const j = JSON.parse((await run([...args, '-o', 'json'])).out);
+  t.same(j.ingress.entryPolicies, ['CiliumNetworkPolicy default/alpha', 'CiliumNetworkPolicy default/zulu']);
+  t.same(j.ingress.policyLog, ['a', 'z']);
+  t.notOk('entryPolicies' in j.egress, 'no list where no policy selects the source');
+});
+
 t.test('the built binary exits with the documented codes', async (t) => {
   const bin = join(process.cwd(), 'dist/cli/main.js');
   const ok = spawnSync(process.execPath, [bin, 'check', '--config', demo], { encoding: 'utf8' });
