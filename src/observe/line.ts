@@ -5,11 +5,13 @@
  * text (the admin stream, `toLine()`).
  *
  * Why pieces, measured on a 1.4 KB DNS record (Node 20): building the line cost
- * ~1.1 µs and UTF-8 encoding it ~2.4 µs more, about 1.8 ns a byte, while the
- * endpoint pair and policy fragments, about 1 KB of it, are the same for every
- * record of a pair of identities. Those are kept as `Fragment`s, their UTF-8 bytes
- * made once, and copied (a memcpy) instead of encoded again; text known to be ASCII
- * is written a byte per character.
+ * ~0.6–1 µs and encoding it as one string ~2 µs more, most of it V8 flattening the
+ * concatenated rope before a byte is written, while the endpoint pair and policy
+ * fragments, about 1 KB of it, are the same for every record of a pair of
+ * identities. Those are kept as `Fragment`s, their UTF-8 bytes made once, and
+ * copied (a memcpy) instead of encoded again; text known to be ASCII is written a
+ * byte per character. Each native write costs ~70 ns, so the pieces are kept few:
+ * a record writing every field on its own measured slower (docs/observability.md).
  */
 
 /** Cached JSON text together with its UTF-8 bytes (made once, shared by records). */
@@ -64,7 +66,6 @@ export function jsonInner(s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s).slice(1, -1) : s;
 }
 
-// Compiled once; a one-byte string is scanned without flattening anything else.
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /** Is every code unit below 0x80 (so UTF-8 and Latin-1 bytes are the same)? */
