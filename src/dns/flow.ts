@@ -15,8 +15,7 @@ import type { Identity } from '../identity/identity.js';
 import type { PolicySnapshot, Verdict } from '../policy/types.js';
 import type { FlowSink } from '../observe/sink.js';
 import type { Metrics } from '../observe/metrics.js';
-import { DROP_REASON_CODE, endpointPair, goQuote, ipL4Json, isoTimeJson, newUuid, nodeJson, numJson, summaryRcode, writePolicyFields, type NodeJson } from '../observe/hubble.js';
-import { LineJoiner, isAscii, type LineOut } from '../observe/line.js';
+import { DROP_REASON_CODE, endpointPairJson, goQuote, ipL4Json, isoTimeJson, newUuid, numJson, policyFieldsJson, summaryRcode } from '../observe/hubble.js';
 
 export interface DnsPeer {
   readonly ip: string;
@@ -32,15 +31,12 @@ export interface DnsResponseFlow {
   readonly rrtypes: readonly string[];
 }
 
-/** A name JSON writes as it is, in ASCII. */
-const PLAIN_NAME = /^[A-Za-z0-9_.-]*$/;
-
 class DnsRecord {
   #uuid: string | undefined;
   constructor(
     private readonly timeMs: number,
-    /** The node name (quoted once per recorder). */
-    private readonly node: NodeJson,
+    /** The node name as JSON text (quoted once per recorder). */
+    private readonly node: string,
     private readonly snapshot: PolicySnapshot,
     private readonly src: DnsPeer,
     private readonly dst: DnsPeer,
@@ -53,7 +49,7 @@ class DnsRecord {
     private readonly latencyNs: number,
   ) {}
 
-  /** The record as Hubble's JSON (the sink writes `writeLine()`'s pieces, the same text as `toLine()`). */
+  /** The record as Hubble's JSON (what the sink writes is `toLine()`). */
   toJSON(): object {
     return JSON.parse(this.toLine()) as object;
   }
@@ -66,17 +62,8 @@ class DnsRecord {
    * the endpoint pair is one cached fragment, and JSON.stringify runs only for the
    * query name and CNAMEs. IPs, qtype and rrtype names need no escaping: they are
    * socket addresses and our codec's own formatting (digits, hex, '.', ':', letters).
-   * `writeLine` hands the line over in pieces: the endpoint pair and policy fields as
-   * cached fragments (bytes copied, not encoded again), the rest as ASCII where it
-   * is (observe/line.ts). Measured in the DNS flows pair: 0.804 → 0.831.
    */
   toLine(): string {
-    const j = new LineJoiner();
-    this.writeLine(j);
-    return j.text;
-  }
-
-  writeLine(out: LineOut): void {
     const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const r = this.r;
@@ -85,12 +72,8 @@ class DnsRecord {
     const from = reply ? this.dst : this.src;
     const to = reply ? this.src : this.dst;
     const reason = v && !v.allowed ? (v.dropReason ?? 'POLICY_DENIED') : undefined;
-    // The proxy's own parser only yields names of [A-Za-z0-9_-.] (dns/codec.ts): JSON
-    // needs no escapes for them and their pieces are ASCII. Any other name is escaped.
-    const simple = PLAIN_NAME.test(this.query);
-    const query = simple ? '"' + this.query + '"' : JSON.stringify(this.query);
-    const qInner = simple ? this.query : query.slice(1, -1);
-    const plain = this.node.ascii && simple && (r === undefined || r.cnames.length === 0 || isAscii(r.cnames.join('')));
+    const query = JSON.stringify(this.query);
+    const qInner = query.slice(1, -1);
     const head = reason
       ? `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"DROPPED","drop_reason":${DROP_REASON_CODE[reason]},"IP":{"source":"`
       : `{"flow":{"time":${time},"uuid":"${this.#uuid}","verdict":"FORWARDED","IP":{"source":"`;
@@ -103,12 +86,10 @@ class DnsRecord {
       numJson(from.port) +
       ',"destination_port":' +
       numJson(to.port) +
-      '}}';
-    // Socket addresses are ASCII, but for an IPv6 zone (an interface name).
-    if (from.ip.includes('%') || to.ip.includes('%')) out.put(s);
-    else out.ascii(s);
-    out.fragment(endpointPair(from.identity, to.identity, this.snapshot));
-    s = ',"Type":"L7","node_name":' + this.node.json;
+      '}}' +
+      endpointPairJson(from.identity, to.identity, this.snapshot) +
+      ',"Type":"L7","node_name":' +
+      this.node;
     if (r === undefined) {
       s +=
         ',"l7":{"type":"REQUEST","dns":{"query":' +
@@ -141,18 +122,14 @@ class DnsRecord {
       }
       s += ' TTL: ' + r.ttl + ' (Proxy ' + qInner + ' ' + this.qtype + ')"';
     }
-    if (plain) out.ascii(s);
-    else out.put(s);
-    if (v) writePolicyFields(out, v, this.snapshot.version);
-    s = '},"node_name":' + this.node.json + ',"time":' + time + '}';
-    if (this.node.ascii) out.ascii(s);
-    else out.put(s);
+    if (v) s += policyFieldsJson(v, this.snapshot.version);
+    return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }
 
 export class DnsFlowRecorder {
   readonly #metrics: Metrics | undefined;
-  readonly #node: NodeJson;
+  readonly #nodeJson: string;
 
   constructor(
     private readonly sink: FlowSink,
@@ -160,7 +137,7 @@ export class DnsFlowRecorder {
     opts: { readonly metrics?: Metrics } = {},
   ) {
     this.#metrics = opts.metrics;
-    this.#node = nodeJson(nodeName);
+    this.#nodeJson = JSON.stringify(nodeName);
   }
 
   /** Should callers gather flow data at all (a flow reader or metrics)? */
@@ -185,7 +162,7 @@ export class DnsFlowRecorder {
       m.dnsQuery(qtype, !v.allowed);
     }
     if (!this.sink.active) return;
-    this.sink.emit(new DnsRecord(Date.now(), this.#node, snapshot, src, dst, transport, query, qtype, v, undefined, 0));
+    this.sink.emit(new DnsRecord(Date.now(), this.#nodeJson, snapshot, src, dst, transport, query, qtype, v, undefined, 0));
   }
 
   response(
@@ -205,7 +182,7 @@ export class DnsFlowRecorder {
     }
     if (!this.sink.active) return;
     const latency = Number(process.hrtime.bigint() - startNs);
-    this.sink.emit(new DnsRecord(Date.now(), this.#node, snapshot, src, dst, transport, query, qtype, undefined, r, latency));
+    this.sink.emit(new DnsRecord(Date.now(), this.#nodeJson, snapshot, src, dst, transport, query, qtype, undefined, r, latency));
   }
 
   /** The resolver did not answer (timeout, socket error): counted per listener. */

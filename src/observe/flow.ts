@@ -34,18 +34,16 @@ import {
   DROP_REASON_CODE,
   EVENT,
   LazyHeaders,
-  endpointPair,
+  endpointPairJson,
   grpcNames,
   ipL4Json,
+  jsonInner,
   isoTimeJson,
   newUuid,
   numJson,
-  nodeJson,
+  policyFieldsJson,
   policyLogJson,
-  writePolicyFields,
-  type NodeJson,
 } from './hubble.js';
-import { LineJoiner, jsonInner, type LineOut } from './line.js';
 
 export interface FlowPeer {
   readonly ip: string;
@@ -91,8 +89,8 @@ class HttpRecord {
   constructor(
     private readonly kind: Kind,
     private readonly timeMs: number,
-    /** The node name (quoted once per recorder). */
-    private readonly node: NodeJson,
+    /** The node name as JSON text (quoted once per recorder). */
+    private readonly node: string,
     private readonly snapshot: PolicySnapshot,
     private readonly src: FlowPeer,
     private readonly dst: FlowPeer,
@@ -110,7 +108,7 @@ class HttpRecord {
     private readonly names: readonly string[] | undefined,
   ) {}
 
-  /** The record as Hubble's JSON (the sink writes `writeLine()`'s pieces, the same text as `toLine()`). */
+  /** The record as Hubble's JSON (what the sink writes is `toLine()`). */
   toJSON(): object {
     return JSON.parse(this.toLine()) as object;
   }
@@ -124,13 +122,6 @@ class HttpRecord {
    * protocol need no escaping (socket addresses, our own constants).
    */
   toLine(): string {
-    const j = new LineJoiner();
-    this.writeLine(j);
-    return j.text;
-  }
-
-  /** The line in pieces: the cached fragments on their own (observe/line.ts). */
-  writeLine(out: LineOut): void {
     const time = isoTimeJson(this.timeMs);
     this.#uuid ??= newUuid();
     const reply = this.kind === Kind.Response;
@@ -152,19 +143,14 @@ class HttpRecord {
       ',"destination_port":' +
       numJson(to.port) +
       // Hubble's UDP message has no flags (flow.proto UDP).
-      (conn && this.transport === 'TCP' ? ',"flags":{"SYN":true}}}' : '}}');
-    // Socket addresses are ASCII, but for an IPv6 zone (an interface name).
-    if (from.ip.includes('%') || to.ip.includes('%')) out.put(s);
-    else out.ascii(s);
-    out.fragment(endpointPair(from.identity, to.identity, this.snapshot));
-    s = '';
+      (conn && this.transport === 'TCP' ? ',"flags":{"SYN":true}}}' : '}}') +
+      endpointPairJson(from.identity, to.identity, this.snapshot);
     if (this.names !== undefined && this.names.length > 0) s += (reply ? ',"source_names":' : ',"destination_names":') + JSON.stringify(this.names);
-    s += (this.type === 'L7' ? ',"Type":"L7","node_name":' : ',"Type":"L3_L4","node_name":') + this.node.json;
+    s += (this.type === 'L7' ? ',"Type":"L7","node_name":' : ',"Type":"L3_L4","node_name":') + this.node;
     const h = this.http;
     let summary: string;
     if (h) {
-      // The JSON text of each between its quotes: used twice, and slicing a joined
-      // string would first flatten it.
+      // The JSON text of each between its quotes: used twice (Summary).
       const method = jsonInner(h.method);
       const url = jsonInner(h.url);
       s += reply
@@ -202,22 +188,18 @@ class HttpRecord {
     // is_reply (threefour/parser.go decodeIsReply, parser_test.go TestDecodeIsReply).
     s += drop ? ',"Summary":' : reply ? ',"is_reply":true,"Summary":' : ',"is_reply":false,"Summary":';
     s += summary;
-    // Method, URL, header values and names may carry any text: UTF-8 encoded.
-    out.put(s);
-    if (v && !reply) writePolicyFields(out, v, this.snapshot.version);
+    if (v && !reply) s += policyFieldsJson(v, this.snapshot.version);
     // Hubble correlates only policy-verdict events (pkg/policy/correlation): drop
-    // events and L7 access-log records have no policy_log. Log values are any text.
-    if (conn && !drop && v !== undefined) out.put(policyLogJson(v));
-    s = '},"node_name":' + this.node.json + ',"time":' + time + '}';
-    if (this.node.ascii) out.ascii(s);
-    else out.put(s);
+    // events and L7 access-log records have no policy_log.
+    if (conn && !drop && v !== undefined) s += policyLogJson(v);
+    return s + '},"node_name":' + this.node + ',"time":' + time + '}';
   }
 }
 
 export class HttpFlowRecorder {
   readonly #metrics: Metrics | undefined;
   readonly #redact: Set<string>;
-  readonly #node: NodeJson;
+  readonly #nodeJson: string;
 
   constructor(
     private readonly sink: FlowSink,
@@ -225,7 +207,7 @@ export class HttpFlowRecorder {
     opts: FlowRecorderOptions = {},
   ) {
     this.#metrics = opts.metrics;
-    this.#node = nodeJson(nodeName);
+    this.#nodeJson = JSON.stringify(nodeName);
     this.#redact = new Set([...DEFAULT_REDACTED_HEADERS, ...[...(opts.redactHeaders ?? [])].map((h) => h.toLowerCase())]);
   }
 
@@ -263,7 +245,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Request, Date.now(), this.#node, snapshot, src, dst, http, v, v.type, 0, 0, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
+      new HttpRecord(Kind.Request, Date.now(), this.#nodeJson, snapshot, src, dst, http, v, v.type, 0, 0, this.#redact, reset && !v.allowed, undefined, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -289,7 +271,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Response, Date.now(), this.#node, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
+      new HttpRecord(Kind.Response, Date.now(), this.#nodeJson, snapshot, src, dst, http, undefined, type, code, latency, this.#redact, false, grpcStatus, 'TCP', http.direction ?? 'INGRESS', http.names),
     );
   }
 
@@ -314,7 +296,7 @@ export class HttpFlowRecorder {
     }
     if (!this.sink.active) return;
     this.sink.emit(
-      new HttpRecord(Kind.Connection, Date.now(), this.#node, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0, this.#redact, false, undefined, transport, direction, names),
+      new HttpRecord(Kind.Connection, Date.now(), this.#nodeJson, snapshot, src, dst, undefined, v, 'L3_L4', 0, 0, this.#redact, false, undefined, transport, direction, names),
     );
   }
 

@@ -1,10 +1,9 @@
 /**
  * Flow records leave the request path through this sink: `emit()` only pushes onto
- * a bounded in-memory queue; serialisation and writing happen in batches on a later
- * tick. Records write their own JSON line (`toLine()`, or in pieces straight into the
- * file's buffer: `writeLine()`, observe/line.ts); other objects go through
- * JSON.stringify. When the queue is full (a slow disk or a stuck stdout), records
- * are dropped and counted instead of slowing the data path.
+ * a bounded in-memory queue; serialisation (records write their JSON line in
+ * `toLine()`, other objects go through JSON.stringify) and writing happen in batches on a later tick. When the queue is full
+ * (a slow disk or a stuck stdout), records are dropped and counted instead of
+ * slowing the data path.
  *
  * Also kept here, fed by the same batches:
  * - size-bounded files: with `maxBytes`, a file that would grow past it is rotated
@@ -20,7 +19,6 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { ConfigIssue, SourcePos } from '../config/issues.js';
-import type { Fragment, LineOut } from './line.js';
 
 /** File writes are coalesced up to this many bytes or this many milliseconds. */
 const FILE_WRITE_BYTES = 256 * 1024;
@@ -48,104 +46,12 @@ export interface FlowSinkOptions {
  */
 export interface FlowLine {
   toLine(): string;
-  /** The same line in pieces (observe/line.ts): the file gets them without a joined string. */
-  writeLine?(out: LineOut): void;
 }
 
 /** A record's JSON line: its own `toLine()`, else JSON.stringify. */
 function serialise(r: object): string {
   const l = r as Partial<FlowLine>;
   return typeof l.toLine === 'function' ? l.toLine() : JSON.stringify(r);
-}
-
-/**
- * Buffer's own encoders, which `buf.write()` calls after checking its arguments and
- * looking up the encoding (~40 ns of a ~100 ns call measured; this writer has done
- * the bounds check itself). Present on Buffer.prototype in every Node since 0.x.
- */
-type SlabBuffer = Buffer & { utf8Write(s: string, offset: number): number; latin1Write(s: string, offset: number): number };
-
-/**
- * Encodes records' lines into slabs as UTF-8, piece by piece. A line never straddles
- * two chunks (a rotation between them would split it across files): a line that
- * outgrows the slab is moved, whole, to the next one.
- */
-class SlabWriter implements LineOut {
-  slab = Buffer.alloc(0) as SlabBuffer;
-  off = 0;
-  /** Where the current line and the current chunk began in the slab. */
-  #line = 0;
-  #chunk = 0;
-  #out: Buffer[] = [];
-
-  put(piece: string): void {
-    // A UTF-16 code unit is at most 3 UTF-8 bytes (a lone surrogate becomes U+FFFD); +1 for the newline.
-    const need = piece.length * 3 + 1;
-    if (this.slab.length - this.off < need) this.#grow(need);
-    this.off += this.slab.utf8Write(piece, this.off);
-  }
-
-  ascii(piece: string): void {
-    const need = piece.length + 1;
-    if (this.slab.length - this.off < need) this.#grow(need);
-    this.off += this.slab.latin1Write(piece, this.off);
-  }
-
-  fragment(f: Fragment): void {
-    const b = f.bytes;
-    if (this.slab.length - this.off < b.length + 1) this.#grow(b.length + 1);
-    this.slab.set(b, this.off);
-    this.off += b.length;
-  }
-
-  /**
-   * A record's line, from its pieces when it has them. False when the record could
-   * not be serialised: what it had written is taken back, so the next line starts clean.
-   */
-  record(r: object): boolean {
-    const l = r as Partial<FlowLine>;
-    try {
-      if (typeof l.writeLine === 'function') l.writeLine(this);
-      else this.put(serialise(r));
-    } catch {
-      this.off = this.#line;
-      return false;
-    }
-    this.#end();
-    return true;
-  }
-
-  /** A line already serialised (for the line readers). */
-  text(line: string): void {
-    this.put(line);
-    this.#end();
-  }
-
-  #end(): void {
-    if (this.off >= this.slab.length) this.#grow(1);
-    this.slab[this.off++] = 0x0a;
-    this.#line = this.off;
-  }
-
-  /** Lines written since the last call, as views of the slab(s). */
-  take(): Buffer[] {
-    if (this.off > this.#chunk) this.#out.push(this.slab.subarray(this.#chunk, this.off));
-    this.#chunk = this.off;
-    const out = this.#out;
-    this.#out = [];
-    return out;
-  }
-
-  #grow(need: number): void {
-    if (this.#line > this.#chunk) this.#out.push(this.slab.subarray(this.#chunk, this.#line));
-    const partial = this.off - this.#line;
-    const next = Buffer.allocUnsafe(Math.max(SLAB_BYTES, partial + need)) as SlabBuffer;
-    this.slab.copy(next, 0, this.#line, this.off);
-    this.slab = next;
-    this.off = partial;
-    this.#line = 0;
-    this.#chunk = 0;
-  }
 }
 
 export type FlowListener = (line: string) => void;
@@ -179,8 +85,9 @@ export class FlowSink {
   #fileChunks: Buffer[] = [];
   #fileBytes = 0;
   #fileTimer: NodeJS.Timeout | undefined;
-  /** Where batches are encoded for the file; a slab is never written twice. */
-  readonly #enc = new SlabWriter();
+  /** Where batches are encoded (see #encode); a slab is never written twice. */
+  #slab: Buffer = Buffer.alloc(0);
+  #slabOff = 0;
   /** Records dropped because the queue was full. */
   dropped = 0;
   /** Records written (or handed to listeners). */
@@ -314,29 +221,69 @@ export class FlowSink {
     const batch = this.#queue;
     if (batch.length === 0) return;
     this.#queue = [];
-    // Lines only for readers of lines; the ring keeps records (serialised by recent());
-    // the file alone gets records' pieces, never a joined line (SlabWriter).
-    const lines = this.#listeners.size > 0 || this.#batchListeners.size > 0 ? new Array<string>(batch.length) : undefined;
-    const enc = this.#out !== undefined ? this.#enc : undefined;
+    // Lines only for readers of lines; the ring keeps records (serialised by recent()).
+    const lines = this.#out !== undefined || this.#listeners.size > 0 || this.#batchListeners.size > 0 ? new Array<string>(batch.length) : undefined;
     const ring = this.#ring;
     const ringLen = ring.length;
+    let n = 0;
     for (let i = 0; i < batch.length; i++) {
       const r = batch[i]!;
       if (lines !== undefined) {
-        const line = serialise(r);
-        lines[i] = line;
+        let line: string;
+        try {
+          line = serialise(r);
+        } catch {
+          // A record that cannot be written (a bug in it) is dropped and counted; it
+          // must not take the batch, or the process (this runs from setImmediate), with it.
+          this.dropped++;
+          continue;
+        }
+        lines[n++] = line;
         for (const fn of this.#listeners) fn(line);
-        enc?.text(line);
-      } else if (enc !== undefined && !enc.record(r)) this.dropped++;
+      }
       if (ringLen > 0) {
         ring[this.#ringNext] = r;
         this.#ringNext = (this.#ringNext + 1) % ringLen;
         if (this.#ringSize < ringLen) this.#ringSize++;
       }
     }
-    this.written += batch.length;
-    if (lines !== undefined) for (const fn of this.#batchListeners) fn(lines);
-    if (enc !== undefined) for (const chunk of enc.take()) this.#queueFile(chunk);
+    if (lines === undefined) {
+      this.written += batch.length;
+      return;
+    }
+    lines.length = n;
+    this.written += n;
+    for (const fn of this.#batchListeners) fn(lines);
+    if (this.#out) for (const chunk of this.#encode(lines)) this.#queueFile(chunk);
+  }
+
+  /**
+   * The batch's lines as UTF-8, written one by one into a slab that later batches
+   * continue (views of it go to the file; a full slab is left to them and a new one
+   * started). Measured per 1.2 KB DNS record: `Buffer.from(lines.join('\n'))` cost
+   * 4.4 µs, this 1.8 µs (no joined copy, and no second pass to size the buffer).
+   */
+  #encode(lines: readonly string[]): Buffer[] {
+    const out: Buffer[] = [];
+    let slab = this.#slab;
+    let off = this.#slabOff;
+    let start = off;
+    for (const line of lines) {
+      // A UTF-16 code unit is at most 3 UTF-8 bytes (a lone surrogate becomes U+FFFD).
+      const need = line.length * 3 + 1;
+      if (slab.length - off < need) {
+        if (off > start) out.push(slab.subarray(start, off));
+        slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, need));
+        off = 0;
+        start = 0;
+      }
+      off += slab.write(line, off, 'utf8');
+      slab[off++] = 0x0a;
+    }
+    if (off > start) out.push(slab.subarray(start, off));
+    this.#slab = slab;
+    this.#slabOff = off;
+    return out;
   }
 
   /**

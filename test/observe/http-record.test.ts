@@ -27,7 +27,7 @@ import { starWarsDir } from '../helpers/config-dir.js';
 /** The record's fields (TypeScript-private, plain properties at run time). */
 interface Fields {
   kind: number;
-  node: { json: string };
+  node: string;
   snapshot: PolicySnapshot;
   src: FlowPeer;
   dst: FlowPeer;
@@ -62,7 +62,7 @@ function reference(line: string, f: Fields): string {
     `,"l4":{"${f.transport}":{"source_port":${numJson(from.port)},"destination_port":${numJson(to.port)}${f.kind === 2 && f.transport === 'TCP' ? ',"flags":{"SYN":true}' : ''}}}` +
     `,"source":${endpointJson(from.identity, f.snapshot)},"destination":${endpointJson(to.identity, f.snapshot)}`;
   if (f.names !== undefined && f.names.length > 0) s += `,"${reply ? 'source_names' : 'destination_names'}":${JSON.stringify(f.names)}`;
-  s += `,"Type":"${f.type}","node_name":${f.node.json}`;
+  s += `,"Type":"${f.type}","node_name":${f.node}`;
   const h = f.http;
   let summary: string;
   if (h) {
@@ -98,7 +98,7 @@ function reference(line: string, f: Fields): string {
   }
   const log = f.kind === 2 && !drop && v ? policyLog(v) : undefined;
   if (log && log.length > 0) s += `,"policy_log":${JSON.stringify(log)}`;
-  return `${s}},"node_name":${f.node.json},"time":${time}}`;
+  return `${s}},"node_name":${f.node},"time":${time}}`;
 }
 
 t.test('toLine equals the field-by-field builder', async (t) => {

@@ -1,7 +1,7 @@
 // The flow records' time and uuid fields, built without a Date per millisecond or a
 // randomUUID per record, are exactly what JSON.stringify / RFC 9562 give.
 import t from 'tap';
-import { isoTimeJson, newUuid } from '../../src/observe/hubble.js';
+import { isoTimeJson, jsonInner, jsonString, newUuid } from '../../src/observe/hubble.js';
 
 t.test('isoTimeJson equals JSON.stringify(new Date(ms).toISOString())', async (t) => {
   const base = Date.UTC(2026, 10, 21, 23, 59, 58, 990);
@@ -33,4 +33,19 @@ t.test('newUuid: version 4, the RFC variant, no repeats across batches', async (
   // The random nibbles are not stuck: every hex digit shows up in the first group.
   const firstDigits = new Set([...seen].map((u) => u[0]));
   t.equal(firstDigits.size, 16);
+});
+
+t.test('jsonString / jsonInner are JSON.stringify for every kind of string', async (t) => {
+  const samples = ['', 'plain', 'http://deathstar/v1/x?y=1', 'a"b', 'a\\b', 'tab\there', '\u0000', '\u001f', '\u007f', 'é', '\u2028', '\u{1F680}', '\ud800', 'x\udfff', '\udfff\ud800'];
+  // (labels as code points: a raw U+2028 in a test name would break the TAP stream)
+  const label = (s: string) => [...s].map((c) => 'U+' + c.codePointAt(0)!.toString(16)).join(' ') || 'empty';
+  for (const s of samples) {
+    t.equal(jsonString(s), JSON.stringify(s), label(s));
+    t.equal('"' + jsonInner(s) + '"', JSON.stringify(s), 'inner: ' + label(s));
+  }
+  // Every code unit below 0x800 and the surrogates, one at a time.
+  let bad = 0;
+  for (let c = 0; c < 0x800; c++) if (jsonString(String.fromCharCode(c)) !== JSON.stringify(String.fromCharCode(c))) bad++;
+  for (let c = 0xd700; c < 0xe100; c++) if (jsonString(String.fromCharCode(c)) !== JSON.stringify(String.fromCharCode(c))) bad++;
+  t.equal(bad, 0, 'no single code unit differs');
 });
